@@ -1,0 +1,143 @@
+"""Values that cross mogulflow's steps (extract → validate → transform → plan → load → record).
+
+Everything here is a frozen dataclass or an enum: plain data, no I/O, no Airflow.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+
+
+class Entity(enum.StrEnum):
+    """A kind of source row; the value is what `mogulflow_rejects.entity` holds."""
+
+    LEAD = "lead"
+    PLAN = "plan"
+    TRIAL = "trial"
+    CONVERSION = "conversion"
+
+    @property
+    def id_column(self) -> str:
+        """The source column that identifies a row of this entity."""
+        return _ID_COLUMNS[self]
+
+
+_ID_COLUMNS = {
+    Entity.LEAD: "lead_id",
+    Entity.PLAN: "plan_id",
+    Entity.TRIAL: "trial_id",
+    Entity.CONVERSION: "lead_id",
+}
+
+
+@dataclass(frozen=True)
+class Window:
+    """The slice of source rows one run reads: `[start, end)` on `updated_at`, or everything."""
+
+    start: datetime | None
+    end: datetime | None
+    full_refresh: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.full_refresh and (self.start is None or self.end is None):
+            raise ValueError("an incremental window needs both start and end (or full_refresh=True)")
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise ValueError(f"window start {self.start.isoformat()} is after its end {self.end.isoformat()}")
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """One source row that failed validation, with every rule it broke.
+
+    `reason` is the human-readable account stored in `mogulflow_rejects.reason`, e.g.
+    "email: must be a valid email address (found 'bob@'); country: must be an ISO 3166-1
+    alpha-2 code (found 'XX')". `source_id` is None when the row had no id.
+    """
+
+    entity: Entity
+    source_id: str | None
+    reason: str
+    # the failing rules, one per (field, rule): field name ("" for row-level rules), rule, found value
+    failures: tuple[RuleFailure, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """One broken rule on one row: which field, which rule, what was found."""
+
+    field: str
+    rule: str
+    found: str | None
+
+    def describe(self) -> str:
+        """`field: rule (found 'x')`: the form used inside `RejectedRow.reason`."""
+        found = "missing" if self.found is None else repr(self.found)
+        prefix = f"{self.field}: " if self.field else ""
+        return f"{prefix}{self.rule} (found {found})"
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """What validating one entity's extract gives: the rows to send and the rows to quarantine.
+
+    `valid` keeps the source columns, normalised (texts stripped and blank → missing, country and
+    currency upper-cased), one row per id. `extracted` counts the rows that came in, duplicates
+    included, so that `len(valid) + len(rejected) == extracted`.
+    """
+
+    entity: Entity
+    valid: pd.DataFrame
+    rejected: tuple[RejectedRow, ...]
+    extracted: int
+
+    @property
+    def reject_ratio(self) -> float:
+        """Rejected ÷ extracted (0 for an empty extract)."""
+        return len(self.rejected) / self.extracted if self.extracted else 0.0
+
+
+@dataclass(frozen=True)
+class EntityCounts:
+    """How every extracted row of one entity ended; the numbers add up to `extracted`."""
+
+    extracted: int = 0
+    rejected: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+
+    @property
+    def accounted(self) -> int:
+        """Rows with a known outcome; equals `extracted` when nothing was lost."""
+        return self.rejected + self.created + self.updated + self.unchanged + self.failed
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A row the API refused or that failed after all retries: the row, the error, the status."""
+
+    entity: Entity
+    external_id: str
+    message: str
+    status: int | None = None
+    retriable: bool = True
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The account of one run, written to `mogulflow_runs` and printed by `make run`."""
+
+    run_id: str
+    dag_id: str
+    window: Window
+    started_at: datetime
+    finished_at: datetime
+    dry_run: bool
+    outcome: str  # "success", "success_with_rejects", "failed"
+    counts: dict[Entity, EntityCounts] = field(default_factory=dict)
+    message: str = ""
