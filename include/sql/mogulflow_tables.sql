@@ -1,0 +1,65 @@
+-- mogulflow's own tables, created in the warehouse if missing (DuckDB and PostgreSQL).
+
+CREATE TABLE IF NOT EXISTS mogulflow_rejects (
+    run_id      TEXT NOT NULL,
+    dag_id      TEXT NOT NULL,
+    entity      TEXT NOT NULL,      -- lead, plan, trial, conversion
+    source_id   TEXT,               -- null when the row had no id
+    reason      TEXT NOT NULL,      -- every broken rule: field, rule, what was found
+    rejected_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS mogulflow_runs (
+    run_id              TEXT NOT NULL,
+    dag_id              TEXT NOT NULL,
+    window_start        TIMESTAMP,
+    window_end          TIMESTAMP,
+    full_refresh        BOOLEAN NOT NULL,
+    dry_run             BOOLEAN NOT NULL,
+    data_source_name    TEXT,
+    data_source_uuid    TEXT,
+    started_at          TIMESTAMP NOT NULL,
+    finished_at         TIMESTAMP NOT NULL,
+    outcome             TEXT NOT NULL,  -- success, success_with_rejects, failed
+    message             TEXT,
+    leads_extracted     BIGINT NOT NULL DEFAULT 0,
+    leads_rejected      BIGINT NOT NULL DEFAULT 0,
+    leads_created       BIGINT NOT NULL DEFAULT 0,
+    leads_updated       BIGINT NOT NULL DEFAULT 0,
+    leads_unchanged     BIGINT NOT NULL DEFAULT 0,
+    leads_failed        BIGINT NOT NULL DEFAULT 0,
+    plans_extracted     BIGINT NOT NULL DEFAULT 0,
+    plans_rejected      BIGINT NOT NULL DEFAULT 0,
+    plans_created       BIGINT NOT NULL DEFAULT 0,
+    plans_updated       BIGINT NOT NULL DEFAULT 0,
+    plans_unchanged     BIGINT NOT NULL DEFAULT 0,
+    plans_failed        BIGINT NOT NULL DEFAULT 0,
+    trials_extracted    BIGINT NOT NULL DEFAULT 0,
+    trials_rejected     BIGINT NOT NULL DEFAULT 0,
+    trials_created      BIGINT NOT NULL DEFAULT 0,
+    trials_updated      BIGINT NOT NULL DEFAULT 0,
+    trials_unchanged    BIGINT NOT NULL DEFAULT 0,
+    trials_failed       BIGINT NOT NULL DEFAULT 0,
+    -- conversions: created = merged, unchanged = already merged, failed = not found in time or API error
+    conversions_extracted BIGINT NOT NULL DEFAULT 0,
+    conversions_rejected  BIGINT NOT NULL DEFAULT 0,
+    conversions_created   BIGINT NOT NULL DEFAULT 0,
+    conversions_updated   BIGINT NOT NULL DEFAULT 0,
+    conversions_unchanged BIGINT NOT NULL DEFAULT 0,
+    conversions_failed    BIGINT NOT NULL DEFAULT 0,
+    details             TEXT,           -- JSON: rejects by reason, API errors, warnings
+    PRIMARY KEY (dag_id, run_id)
+);
+
+CREATE TABLE IF NOT EXISTS mogulflow_sync_state (
+    entity           TEXT NOT NULL,     -- lead, plan, trial, conversion
+    data_source_uuid TEXT NOT NULL,
+    external_id      TEXT NOT NULL,
+    chartmogul_uuid  TEXT,              -- customer, plan or invoice uuid
+    content_hash     TEXT,              -- of what was last sent; null when the last write failed
+    payload          TEXT,              -- JSON of the fields last sent (to PATCH only what changed)
+    status           TEXT NOT NULL,     -- synced, failed, merged
+    synced_at        TIMESTAMP NOT NULL,
+    run_id           TEXT NOT NULL,
+    PRIMARY KEY (entity, data_source_uuid, external_id)
+);

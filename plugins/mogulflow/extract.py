@@ -1,0 +1,77 @@
+"""Extract: read one entity's source rows for a run's window with the SQL in `include/sql/`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from mogulflow.model import Entity, Window
+from mogulflow.warehouse import DEFAULT_CHUNK_ROWS, Warehouse
+
+# include/sql sits beside plugins/ in the repository; deployments may point elsewhere.
+SQL_DIR_ENV = "MOGULFLOW_SQL_DIR"
+_REPO_SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
+
+_TEMPLATES = {
+    Entity.LEAD: "extract_leads.sql",
+    Entity.PLAN: "extract_plans.sql",
+    Entity.TRIAL: "extract_trials.sql",
+    Entity.CONVERSION: "extract_conversions.sql",
+}
+
+
+def sql_dir() -> Path:
+    """Where the SQL templates live: `$MOGULFLOW_SQL_DIR`, else the repository's include/sql."""
+    return Path(os.environ.get(SQL_DIR_ENV) or _REPO_SQL_DIR)
+
+
+def read_sql(name: str) -> str:
+    """The text of one SQL file from `sql_dir()`."""
+    path = sql_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"SQL template {path} is missing; set ${SQL_DIR_ENV} to your include/sql folder"
+        )
+    return path.read_text()
+
+
+def window_params(window: Window, data_source_uuid: str | None) -> dict[str, object]:
+    """Bind parameters shared by every extract template (timestamps as naive UTC)."""
+
+    def naive_utc(moment: datetime | None) -> datetime | None:
+        if moment is None or moment.tzinfo is None:
+            return moment
+        return moment.astimezone(UTC).replace(tzinfo=None)
+
+    return {
+        "full_refresh": window.full_refresh,
+        "window_start": naive_utc(window.start),
+        "window_end": naive_utc(window.end),
+        "data_source_uuid": data_source_uuid or "",
+    }
+
+
+def iter_entity_chunks(
+    warehouse: Warehouse,
+    entity: Entity,
+    window: Window,
+    *,
+    data_source_uuid: str | None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """Stream one entity's rows for `window` in chunks (at least one, possibly empty, frame)."""
+    yield from warehouse.iter_frames(
+        read_sql(_TEMPLATES[entity]), window_params(window, data_source_uuid), chunk_rows=chunk_rows
+    )
+
+
+def extract_entity(
+    warehouse: Warehouse, entity: Entity, window: Window, *, data_source_uuid: str | None
+) -> pd.DataFrame:
+    """All of one entity's rows for `window`, as one DataFrame."""
+    chunks = list(iter_entity_chunks(warehouse, entity, window, data_source_uuid=data_source_uuid))
+    return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)

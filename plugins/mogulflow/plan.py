@@ -1,0 +1,89 @@
+"""Plan: compare what we would send with what the sync state says was sent.
+
+The result, a `SyncPlan`, is the only thing the load step acts on: create what ChartMogul has never
+seen, PATCH only the fields that changed, leave the rest alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mogulflow.model import Entity
+from mogulflow.record import STATUS_FAILED, StateEntry
+from mogulflow.transform import content_hash
+
+
+class Payload(Protocol):
+    """What every payload dataclass of `mogulflow.transform` offers."""
+
+    @property
+    def external_id(self) -> str: ...
+
+    def fields(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class PlannedCreate:
+    """A payload ChartMogul has not confirmed yet (new, or its last write failed)."""
+
+    payload: Any
+    content_hash: str
+    known_uuid: str | None = None  # set when an earlier write got a uuid but did not finish
+
+
+@dataclass(frozen=True)
+class PlannedUpdate:
+    """A payload whose fields changed since the last confirmed write."""
+
+    payload: Any
+    content_hash: str
+    chartmogul_uuid: str
+    changed_fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """What one entity's load will do; every payload lands in exactly one of the three lists."""
+
+    entity: Entity
+    creates: tuple[PlannedCreate, ...]
+    updates: tuple[PlannedUpdate, ...]
+    unchanged: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        """How many payloads the plan covers."""
+        return len(self.creates) + len(self.updates) + len(self.unchanged)
+
+
+def changed_fields(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of `current` whose values differ from `previous` (all of them without a previous)."""
+    if previous is None:
+        return dict(current)
+    return {name: value for name, value in current.items() if previous.get(name) != value}
+
+
+def plan_sync(entity: Entity, payloads: Iterable[Payload], state: Mapping[str, StateEntry]) -> SyncPlan:
+    """Split payloads into creates, updates (with only the changed fields) and unchanged ids."""
+    creates: list[PlannedCreate] = []
+    updates: list[PlannedUpdate] = []
+    unchanged: list[str] = []
+    for payload in payloads:
+        fields = payload.fields()
+        digest = content_hash(fields)
+        entry = state.get(payload.external_id)
+        if entry is None or entry.chartmogul_uuid is None:
+            creates.append(PlannedCreate(payload, digest))
+        elif entry.status != STATUS_FAILED and entry.content_hash == digest:
+            unchanged.append(payload.external_id)
+        else:
+            diff = changed_fields(entry.payload, fields)
+            if not diff and entry.status != STATUS_FAILED:
+                unchanged.append(payload.external_id)
+            else:
+                # A failed update is re-sent whole: we cannot know which of its fields landed.
+                sent = dict(fields) if entry.status == STATUS_FAILED else diff
+                updates.append(PlannedUpdate(payload, digest, entry.chartmogul_uuid, sent))
+    return SyncPlan(entity, tuple(creates), tuple(updates), tuple(unchanged))

@@ -1,0 +1,65 @@
+"""Staging: hand validated rows from one task to the next as Parquet files, not through XCom.
+
+XCom carries the paths; the frames stay on disk. The folder is `$MOGULFLOW_STAGING_DIR`, else
+`$AIRFLOW_HOME/mogulflow/staging`: on a multi-machine deployment point it at storage every worker
+shares.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+STAGING_DIR_ENV = "MOGULFLOW_STAGING_DIR"
+
+
+def staging_root() -> Path:
+    """The folder all runs stage under."""
+    configured = os.environ.get(STAGING_DIR_ENV)
+    if configured:
+        return Path(configured)
+    airflow_home = os.environ.get("AIRFLOW_HOME")
+    if airflow_home:
+        return Path(airflow_home) / "mogulflow" / "staging"
+    return Path(tempfile.gettempdir()) / "mogulflow-staging"
+
+
+def run_folder(dag_id: str, run_id: str) -> Path:
+    """The staging folder of one DAG run (created if missing)."""
+    safe_run = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    folder = staging_root() / dag_id / safe_run
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'UTC'")
+    return connection
+
+
+def write_frame(path: Path, frame: pd.DataFrame) -> Path:
+    """Write a frame to Parquet (atomically: a retried task never reads half a file)."""
+    partial = path.with_suffix(".partial")
+    with _connection() as connection:
+        connection.register("frame", frame)
+        connection.execute("COPY frame TO ? (FORMAT parquet)", [str(partial)])
+    os.replace(partial, path)
+    return path
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """Read a frame written by `write_frame`."""
+    with _connection() as connection:
+        return connection.execute("SELECT * FROM read_parquet(?)", [str(path)]).df()
+
+
+def remove_run_folder(dag_id: str, run_id: str) -> None:
+    """Delete a run's staged files once its account is recorded."""
+    shutil.rmtree(run_folder(dag_id, run_id), ignore_errors=True)

@@ -1,0 +1,91 @@
+"""The DAG files parse in Airflow 3.3, with the ids, schedule, params and pools the contract names."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def test_dag_files_import_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+def test_leads_trials_dag_is_registered_with_a_one_day_data_interval(dagbag):
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    dag = dagbag.dags["chartmogul_leads_trials"]
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    assert dag.catchup is False
+    assert dag.doc_md and "mogulflow_rejects" in dag.doc_md
+
+
+def test_leads_trials_dag_has_the_contract_params_with_descriptions(dagbag):
+    params = dagbag.dags["chartmogul_leads_trials"].params
+    expected = {
+        "full_refresh": False,
+        "start": None,
+        "end": None,
+        "dry_run": False,
+        "data_source_name": "Leads",
+        "max_reject_ratio": 0.05,
+    }
+    for name, default in expected.items():
+        assert params[name] == default, name
+        assert params.get_param(name).description, f"param {name} has no description"
+
+
+def test_leads_trials_tasks_run_in_the_stand_up_order(dagbag):
+    dag = dagbag.dags["chartmogul_leads_trials"]
+    order = [
+        "resolve_window",
+        "ensure_data_source",
+        "extract_and_validate",
+        "record_rejects",
+        "upsert_plans",
+        "upsert_customers",
+        "import_trial_invoices",
+        "record_run",
+    ]
+    assert set(order) == set(dag.task_ids)
+    for before, after in itertools.pairwise(order):
+        assert after in dag.get_task(before).downstream_task_ids, (before, after)
+
+
+def test_tasks_that_write_to_chartmogul_run_in_the_chartmogul_api_pool(dagbag):
+    dag = dagbag.dags["chartmogul_leads_trials"]
+    for task_id in ("ensure_data_source", "upsert_plans", "upsert_customers", "import_trial_invoices"):
+        assert dag.get_task(task_id).pool == "chartmogul_api", task_id
+    assert dag.get_task("extract_and_validate").pool != "chartmogul_api"
+
+
+def test_dag_file_parses_fast_without_heavy_imports():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time; t = time.perf_counter();"
+        "import runpy; runpy.run_path(sys.argv[1]);"
+        "print(time.perf_counter() - t);"
+        "print(','.join(m for m in ('pandera', 'mogulflow.sync', 'duckdb') if m in sys.modules))"
+    )
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(REPO / "dags" / "chartmogul_leads_trials.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PATH": ""},
+    )
+    assert time.perf_counter() - started < 60
+    imported = result.stdout.strip().splitlines()[-1].split(",")
+    assert not {"pandera", "mogulflow.sync", "duckdb"} & set(imported)
