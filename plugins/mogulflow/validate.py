@@ -1,0 +1,404 @@
+"""Validate one entity's extract: the rows to send and the rows to reject, with every rule they broke.
+
+Each `validate_<entity>` function follows the same steps (the contract's "Validation" section):
+
+1. normalise: keep the contract's source columns; texts stripped, blank → missing; timestamps
+   tz-aware UTC; integers nullable; `country` and `currency` upper-cased;
+2. reduce rows sharing an id to the one with the latest `updated_at` (conversions: `converted_at`);
+   on a tie, the row that comes later in the extract wins; the others are rejected as duplicates;
+3. validate the remaining rows with a pandera schema, lazily, so that every broken rule of every row
+   is collected (rows without an id included: they are rejected with a null `source_id`).
+
+Everything is vectorised; `RejectedRow` objects are built for the failing rows only.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import email_validator
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pycountry
+
+from mogulflow.model import Entity, RejectedRow, RuleFailure, ValidationResult
+
+CLOCK_SKEW = timedelta(minutes=5)
+INTERVAL_UNITS = ("day", "month", "year")
+COUNTRY_CODES = frozenset(country.alpha_2 for country in pycountry.countries)
+CURRENCY_CODES = frozenset(currency.alpha_3 for currency in pycountry.currencies)
+
+PRESENT = "must be present"
+IN_FUTURE = "must not be in the future"
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """The contract's shape of one source table: its columns by kind, in table order."""
+
+    entity: Entity
+    columns: tuple[str, ...]
+    timestamps: tuple[str, ...]
+    integers: tuple[str, ...]
+    required: tuple[str, ...]
+    upper_cased: tuple[str, ...] = ()
+    recency: str = "updated_at"  # which timestamp decides between rows sharing an id
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        return tuple(c for c in self.columns if c not in self.timestamps and c not in self.integers)
+
+
+LEADS = SourceTable(
+    entity=Entity.LEAD,
+    columns=(
+        "lead_id",
+        "company_name",
+        "email",
+        "country",
+        "state",
+        "city",
+        "zip",
+        "lead_created_at",
+        "free_trial_started_at",
+        "updated_at",
+    ),
+    timestamps=("lead_created_at", "free_trial_started_at", "updated_at"),
+    integers=(),
+    required=("lead_id", "company_name", "updated_at"),
+    upper_cased=("country",),
+)
+PLANS = SourceTable(
+    entity=Entity.PLAN,
+    columns=("plan_id", "name", "interval_count", "interval_unit", "updated_at"),
+    timestamps=("updated_at",),
+    integers=("interval_count",),
+    required=("plan_id", "name", "interval_count", "interval_unit", "updated_at"),
+)
+TRIALS = SourceTable(
+    entity=Entity.TRIAL,
+    columns=(
+        "trial_id",
+        "lead_id",
+        "plan_id",
+        "subscription_id",
+        "started_at",
+        "ends_at",
+        "amount_in_cents",
+        "currency",
+        "quantity",
+        "updated_at",
+    ),
+    timestamps=("started_at", "ends_at", "updated_at"),
+    integers=("amount_in_cents", "quantity"),
+    required=(
+        "trial_id",
+        "lead_id",
+        "plan_id",
+        "started_at",
+        "ends_at",
+        "amount_in_cents",
+        "currency",
+        "quantity",
+        "updated_at",
+    ),
+    upper_cased=("currency",),
+)
+CONVERSIONS = SourceTable(
+    entity=Entity.CONVERSION,
+    columns=("lead_id", "billing_data_source_uuid", "billing_customer_external_id", "converted_at"),
+    timestamps=("converted_at",),
+    integers=(),
+    required=("lead_id", "billing_data_source_uuid", "billing_customer_external_id", "converted_at"),
+    recency="converted_at",
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One validation rule: a vectorised test and how its failure reads in a reject reason.
+
+    `test` gets the column (or, for a `row_level` rule, the whole frame) and returns a boolean
+    Series, True where the row passes. Column tests never see missing values (pandera drops them
+    first); row-level tests must let rows with missing values pass, `PRESENT` reports those.
+    """
+
+    field: str
+    words: str
+    test: Callable[[pd.Series | pd.DataFrame], pd.Series]
+    row_level: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.field}: {self.words}"
+
+    def to_check(self) -> pa.Check:
+        return pa.Check(self.test, name=self.name, error=self.name)
+
+
+def validate_leads(frame: pd.DataFrame, *, now: datetime) -> ValidationResult:
+    """Validate extracted `leads` rows (see the contract's rules for leads)."""
+    return _validate(
+        frame,
+        LEADS,
+        [
+            Rule("email", "must be a valid email address", is_valid_email),
+            Rule("country", "must be an ISO 3166-1 alpha-2 country code", _is_in(COUNTRY_CODES)),
+            Rule(
+                "lead_created_at",
+                "must not be after free_trial_started_at",
+                _not_after("lead_created_at", "free_trial_started_at"),
+                row_level=True,
+            ),
+            *_not_in_future(LEADS, now),
+        ],
+    )
+
+
+def validate_plans(frame: pd.DataFrame, *, now: datetime) -> ValidationResult:
+    """Validate extracted `plans` rows (see the contract's rules for plans)."""
+    return _validate(
+        frame,
+        PLANS,
+        [
+            Rule("interval_count", "must be at least 1", lambda s: s >= 1),
+            Rule("interval_unit", f"must be one of {', '.join(INTERVAL_UNITS)}", _is_in(INTERVAL_UNITS)),
+            *_not_in_future(PLANS, now),
+        ],
+    )
+
+
+def validate_trials(
+    frame: pd.DataFrame,
+    *,
+    now: datetime,
+    known_lead_ids: Collection[str],
+    known_plan_ids: Collection[str],
+) -> ValidationResult:
+    """Validate extracted `trials` rows.
+
+    `known_lead_ids` / `known_plan_ids`: the ids valid in this run together with those synced before.
+    """
+    return _validate(
+        frame,
+        TRIALS,
+        [
+            Rule("lead_id", "must name a lead that is valid or was synced before", _is_in(known_lead_ids)),
+            Rule("plan_id", "must name a plan that is valid or was synced before", _is_in(known_plan_ids)),
+            Rule("ends_at", "must be after started_at", _after("ends_at", "started_at"), row_level=True),
+            Rule("amount_in_cents", "must not be negative", lambda s: s >= 0),
+            Rule("currency", "must be an ISO 4217 currency code", _is_in(CURRENCY_CODES)),
+            Rule("quantity", "must be at least 1", lambda s: s >= 1),
+            *_not_in_future(TRIALS, now),
+        ],
+    )
+
+
+def validate_conversions(
+    frame: pd.DataFrame, *, now: datetime, known_lead_ids: Collection[str]
+) -> ValidationResult:
+    """Validate extracted `conversions` rows; `known_lead_ids`: leads valid in this run or synced before."""
+    return _validate(
+        frame,
+        CONVERSIONS,
+        [
+            Rule("lead_id", "must name a lead mogulflow has synced", _is_in(known_lead_ids)),
+            *_not_in_future(CONVERSIONS, now),
+        ],
+    )
+
+
+# --- rules ---------------------------------------------------------------------------------------
+
+
+def _is_in(allowed: Collection[str]) -> Callable[[pd.Series], pd.Series]:
+    allowed = allowed if isinstance(allowed, (set, frozenset, pd.Index)) else frozenset(allowed)
+    return lambda s: s.isin(allowed)
+
+
+def _after(field: str, other: str) -> Callable[[pd.DataFrame], pd.Series]:
+    return lambda df: df[field].isna() | df[other].isna() | (df[field] > df[other])
+
+
+def _not_after(field: str, other: str) -> Callable[[pd.DataFrame], pd.Series]:
+    return lambda df: df[field].isna() | df[other].isna() | (df[field] <= df[other])
+
+
+def _not_in_future(table: SourceTable, now: datetime) -> list[Rule]:
+    latest = _utc(now) + CLOCK_SKEW
+    return [Rule(column, IN_FUTURE, lambda s: s <= latest) for column in table.timestamps]
+
+
+# Addresses of this common shape are all accepted by email-validator (see tests): dot-atom local part
+# of at most 64 characters, dotted domain of letters/digits/inner hyphens, labels of at most 63
+# characters, an alphabetic top-level domain that is not a special-use one, 254 characters in all.
+# Everything else is asked to email-validator itself, once per distinct value.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_COMMON_EMAIL = (
+    r"(?=.{1,254}$)(?=[^@]{1,64}@)(?!.*@.*[^.@]{64})"
+    rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
+    r"@(?:[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\.)+"
+    rf"(?!(?:{'|'.join(email_validator.SPECIAL_USE_DOMAIN_NAMES)})$)[A-Za-z]{{2,63}}"
+)
+COMMON_EMAIL = re.compile(_COMMON_EMAIL, re.IGNORECASE)
+
+
+def is_valid_email(emails: pd.Series) -> pd.Series:
+    """True where the address is valid (email-validator, no deliverability check); vectorised."""
+    valid = emails.str.fullmatch(COMMON_EMAIL).fillna(False).astype(bool)
+    unusual = emails[~valid]
+    if len(unusual):
+        valid.loc[unusual.index] = unusual.map(_is_valid_email_address).astype(bool)
+    return valid
+
+
+@functools.lru_cache(maxsize=65536)
+def _is_valid_email_address(address: str) -> bool:
+    try:
+        email_validator.validate_email(address, check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        return False
+    return True
+
+
+# --- the steps -----------------------------------------------------------------------------------
+
+
+def _validate(frame: pd.DataFrame, table: SourceTable, rules: Sequence[Rule]) -> ValidationResult:
+    data = normalise(frame, table)
+    id_column = table.entity.id_column
+    winners, duplicates = _reduce_duplicates(data, table)
+    failures = _broken_rules(data.loc[winners], table, rules)
+    rejected_positions = np.sort(np.concatenate([np.flatnonzero(~winners), np.fromiter(failures, int)]))
+    rejected = tuple(
+        _rejected_row(
+            table.entity, data.at[position, id_column], failures.get(position) or duplicates[position]
+        )
+        for position in rejected_positions
+    )
+    keep = winners.copy()
+    keep[list(failures)] = False
+    valid = data.loc[keep].reset_index(drop=True)
+    return ValidationResult(entity=table.entity, valid=valid, rejected=rejected, extracted=len(frame))
+
+
+def normalise(frame: pd.DataFrame, table: SourceTable) -> pd.DataFrame:
+    """The contract's columns, typed: texts stripped (blank → missing), UTC timestamps, nullable ints."""
+    missing = [c for c in table.columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"the {table.entity.value} extract lacks column(s) {', '.join(missing)}; "
+            f"the extract SQL must return {', '.join(table.columns)}"
+        )
+    data = {}
+    for column in table.columns:
+        values = frame[column].reset_index(drop=True)
+        if column in table.timestamps:
+            data[column] = pd.to_datetime(values, utc=True).dt.as_unit("us")
+        elif column in table.integers:
+            data[column] = pd.to_numeric(values, errors="coerce").astype("Int64")
+        else:
+            text = values.astype("str").str.strip()
+            text = text.where(text != "")
+            data[column] = text.str.upper() if column in table.upper_cased else text
+    return pd.DataFrame(data)
+
+
+def _reduce_duplicates(
+    data: pd.DataFrame, table: SourceTable
+) -> tuple[np.ndarray, dict[int, list[RuleFailure]]]:
+    """Which rows survive the reduction by id (mask), and why each other row is a duplicate.
+
+    Rows without an id are kept for validation (they fail `PRESENT`). Among rows sharing an id, the
+    latest `table.recency` wins (a missing one counts as oldest); on a tie, the later row does.
+    """
+    id_column = table.entity.id_column
+    codes, _ = pd.factorize(data[id_column])  # -1 for a missing id
+    recency = data[table.recency]
+    stamps = np.where(recency.isna(), np.iinfo(np.int64).min, recency.to_numpy("int64", na_value=0))
+    positions = np.arange(len(data))
+    order = np.lexsort((positions, stamps, codes))
+    is_last = np.ones(len(order), dtype=bool)
+    is_last[:-1] = codes[order][:-1] != codes[order][1:]
+    winners = np.zeros(len(data), dtype=bool)
+    winners[order[is_last]] = True
+    winners[codes == -1] = True
+
+    duplicates: dict[int, list[RuleFailure]] = {}
+    losers = np.flatnonzero(~winners)
+    if len(losers):
+        winner_of = pd.Series(positions[winners], index=codes[winners])
+        for loser in losers:
+            winner = winner_of[codes[loser]]
+            same_time = stamps[loser] == stamps[winner]
+            words = (
+                f"duplicate {id_column}: a later row with the same {table.recency} wins"
+                if same_time
+                else f"duplicate {id_column}: a row with a later {table.recency} wins"
+            )
+            duplicates[int(loser)] = [RuleFailure("", words, _found(recency.iat[loser]))]
+    return winners, duplicates
+
+
+def _broken_rules(
+    data: pd.DataFrame, table: SourceTable, rules: Sequence[Rule]
+) -> dict[int, list[RuleFailure]]:
+    """Every broken rule per failing row position, in column order then rule order."""
+    columns: dict[str, pa.Column] = {}
+    for column in table.columns:
+        checks = [r.to_check() for r in rules if r.field == column and not r.row_level]
+        columns[column] = pa.Column(nullable=column not in table.required, checks=checks, name=column)
+    schema = pa.DataFrameSchema(columns, checks=[r.to_check() for r in rules if r.row_level])
+    try:
+        schema.validate(data, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+    else:
+        return {}
+
+    rule_of = {r.name: r for r in rules}
+    rank = {column: i for i, column in enumerate(table.columns)}
+    order_of = {r.name: i for i, r in enumerate(rules)}
+    broken: dict[int, dict[tuple[int, int], RuleFailure]] = {}
+    # a row-level check has one failure case per column of the failing row: keyed by rule, they merge
+    cases = cases.dropna(subset=["index"]).drop_duplicates(subset=["index", "column", "check"])
+    for position, column, check in zip(cases["index"], cases["column"], cases["check"], strict=True):
+        position = int(position)
+        if check == "not_nullable":
+            failure, key = RuleFailure(column, PRESENT, None), (rank[column], -1)
+        elif check in rule_of:
+            rule = rule_of[check]
+            failure = RuleFailure(rule.field, rule.words, _found(data.at[position, rule.field]))
+            key = (rank[rule.field], order_of[check])
+        else:  # pandera's own structural checks; should not happen after `normalise`
+            failure, key = RuleFailure(str(column or ""), str(check), None), (len(rank), 0)
+        broken.setdefault(position, {})[key] = failure
+    return {position: [rules[key] for key in sorted(rules)] for position, rules in broken.items()}
+
+
+def _rejected_row(entity: Entity, source_id: object, failures: list[RuleFailure]) -> RejectedRow:
+    return RejectedRow(
+        entity=entity,
+        source_id=None if pd.isna(source_id) else str(source_id),
+        reason="; ".join(f.describe() for f in failures),
+        failures=tuple(failures),
+    )
+
+
+def _found(value: object) -> str | None:
+    """How a found value reads in a reason: timestamps as ISO-8601 UTC, missing as None."""
+    if value is None or value is pd.NA or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, datetime):
+        return pd.Timestamp(value).isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+def _utc(moment: datetime) -> pd.Timestamp:
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
