@@ -1,0 +1,93 @@
+"""The client-side pace: never faster than configured, and close to it when there is work."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import pytest
+
+from mogulflow.api.pacing import RateLimiter
+
+
+class FakeClock:
+    """A clock that only moves when a fake sleep moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_back_to_back_requests_are_spaced_one_interval_apart():
+    clock = FakeClock()
+    limiter = RateLimiter(20, clock=clock)
+    starts = []
+    for _ in range(100):
+        limiter.acquire(sleep=clock.sleep)
+        starts.append(clock.now)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) == pytest.approx(0.05)
+    assert starts[-1] == pytest.approx(99 * 0.05)  # exactly the configured pace, no slower
+
+
+def test_idle_time_does_not_build_up_a_burst():
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock)
+    limiter.acquire(sleep=clock.sleep)
+    clock.now += 60  # a minute of silence
+    assert limiter.reserve() == 0.0
+    assert limiter.reserve() == pytest.approx(0.1)  # the next one waits again
+
+
+def test_oversleeping_does_not_slow_the_schedule_down():
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock)
+    waits = [limiter.reserve() for _ in range(3)]  # slots at 0.0, 0.1, 0.2
+    assert waits == pytest.approx([0.0, 0.1, 0.2])
+    clock.now = 0.13  # the second caller woke 30 ms late
+    assert limiter.reserve() == pytest.approx(0.17)  # the fourth still starts at 0.3, on the grid
+
+
+def test_pause_holds_every_caller():
+    clock = FakeClock()
+    limiter = RateLimiter(100, clock=clock)
+    limiter.pause(2.0)
+    assert limiter.reserve() == pytest.approx(2.0)
+
+
+def test_rate_must_be_positive():
+    with pytest.raises(ValueError, match="requests_per_second"):
+        RateLimiter(0)
+
+
+def test_many_threads_share_one_pace():
+    rate = 200.0
+    limiter = RateLimiter(rate)
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(25):
+            limiter.acquire()
+            with lock:
+                starts.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    starts.sort()
+    elapsed = starts[-1] - starts[0]
+    achieved = (len(starts) - 1) / elapsed
+    assert achieved <= rate * 1.02  # never faster than configured
+    assert achieved >= rate * 0.9  # and not much slower when there is work
+    # No one-second window holds more than the rate (+1 for the window edge).
+    window_max = max(sum(1 for t in starts if s <= t < s + 1.0) for s in starts)
+    assert window_max <= rate + 1
