@@ -1,0 +1,203 @@
+"""The Airflow side of the wait for paying customers: a deferrable operator and the trigger it defers to.
+
+Billing integrations create the paying customer in ChartMogul some minutes after the payment, so
+`chartmogul_merge_converted_leads` looks every paying customer of the run up once in the worker and,
+while some are missing, defers: the worker slot is released and the triggerer repeats the lookups
+(`mogulflow.merge.wait_for_paying_customers`, with the async client) every
+`lookup_interval_seconds` until all are found or `lookup_timeout_seconds` have passed since the
+first lookup. One task and one trigger wait for the whole batch, not one sensor per conversion.
+
+The trigger enforces its own deadline and always fires one event (found + still missing), so the
+task resumes and the run goes on to merge what was found. That also makes it work under
+`dag.test()` / `airflow dags test`, which run a deferred task's trigger in line until its first
+event and ignore the defer timeout.
+
+Module-level imports stay light: the DAG file imports this module when it is parsed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+CHARTMOGUL_CONN_ID = "chartmogul_default"  # mogulflow.airflow_resources.CHARTMOGUL_CONN_ID
+WAREHOUSE_CONN_ID = "warehouse_default"  # mogulflow.airflow_resources.WAREHOUSE_CONN_ID
+# Extra time the scheduler grants the trigger beyond its own deadline before failing the task
+# (a triggerer that is down, or lookups slowed by retries).
+DEFER_MARGIN_SECONDS = 300
+
+
+class PayingCustomersTrigger(BaseTrigger):
+    """Look the missing paying customers up every `interval` seconds until found or `deadline` passes.
+
+    Fires one event whose payload is `mogulflow.merge.LookupReport.to_xcom()`. Every argument is
+    JSON (the trigger is stored in the metadata DB and may restart on another triggerer); the API key
+    is read from the connection, never passed.
+    """
+
+    def __init__(
+        self,
+        *,
+        keys: Sequence[Mapping[str, str]],
+        found: Sequence[Mapping[str, Any]] = (),
+        polls: int = 0,
+        started_at: float,
+        deadline: float,
+        interval: float,
+        chartmogul_conn_id: str = CHARTMOGUL_CONN_ID,
+    ) -> None:
+        super().__init__()
+        self.keys = [dict(key) for key in keys]
+        self.found = [dict(customer) for customer in found]
+        self.polls = polls
+        self.started_at = started_at
+        self.deadline = deadline
+        self.interval = interval
+        self.chartmogul_conn_id = chartmogul_conn_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Class path and JSON kwargs to rebuild the trigger in the triggerer."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "keys": self.keys,
+                "found": self.found,
+                "polls": self.polls,
+                "started_at": self.started_at,
+                "deadline": self.deadline,
+                "interval": self.interval,
+                "chartmogul_conn_id": self.chartmogul_conn_id,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until every key is found or the deadline passes; then fire once."""
+        from asgiref.sync import sync_to_async
+
+        from mogulflow.hook import ChartMogulHook
+        from mogulflow.merge import BillingKey, PayingCustomer, wait_for_paying_customers
+
+        # Reading the connection is synchronous (secrets backends): keep it off the event loop.
+        hook = ChartMogulHook(chartmogul_conn_id=self.chartmogul_conn_id)
+        client = await sync_to_async(hook.get_async_client)()
+        try:
+            report = await wait_for_paying_customers(
+                client,
+                [BillingKey.from_xcom(key) for key in self.keys],
+                interval=self.interval,
+                deadline=self.deadline,
+                found=[PayingCustomer.from_xcom(customer) for customer in self.found],
+                polls=self.polls,
+                started_at=self.started_at,
+            )
+        finally:
+            await client.aclose()
+        yield TriggerEvent(report.to_xcom())
+
+
+class WaitForPayingCustomersOperator(BaseOperator):
+    """Find the paying customer of every conversion still to merge, deferring while some are missing.
+
+    Returns (XCom) `mogulflow.merge.LookupReport.to_xcom()`: found customers and the ones still
+    missing at the deadline. Missing customers do not fail the task: the merge step records them.
+    """
+
+    template_fields: Sequence[str] = ("settings", "data_source_uuid", "extract_report")
+    ui_color = "#f0e4ff"
+
+    def __init__(
+        self,
+        *,
+        settings: Any,
+        data_source_uuid: Any,
+        extract_report: Any,
+        chartmogul_conn_id: str = CHARTMOGUL_CONN_ID,
+        warehouse_conn_id: str = WAREHOUSE_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.data_source_uuid = data_source_uuid
+        self.extract_report = extract_report
+        self.chartmogul_conn_id = chartmogul_conn_id
+        self.warehouse_conn_id = warehouse_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        """Look every key up once here; defer to `PayingCustomersTrigger` for the missing ones."""
+        import asyncio
+
+        from mogulflow.airflow_resources import open_warehouse
+        from mogulflow.hook import ChartMogulHook
+        from mogulflow.merge import LookupReport, MergeSettings, keys_to_look_up, wait_for_paying_customers
+
+        settings = MergeSettings.from_xcom(self.settings)
+        warehouse = open_warehouse(self.warehouse_conn_id)
+        try:
+            keys = keys_to_look_up(warehouse, self.data_source_uuid, self.extract_report)
+        finally:
+            warehouse.close()
+        if not keys:
+            self.log.info("No conversion waits for a merge: nothing to look up.")
+            return LookupReport().to_xcom()
+
+        started = time.time()
+        deadline = started + settings.lookup_timeout_seconds
+
+        async def look_once() -> LookupReport:
+            client = ChartMogulHook(chartmogul_conn_id=self.chartmogul_conn_id).get_async_client()
+            try:
+                return await wait_for_paying_customers(client, keys, interval=1.0, deadline=0.0)
+            finally:
+                await client.aclose()
+
+        report = asyncio.run(look_once())
+        if not report.missing or time.time() >= deadline:
+            return self._finish(report)
+        self.log.info(
+            "%d of %d paying customers not in ChartMogul yet; looking again every %.0f s for up to %.0f s "
+            "(deferred: no worker slot is held).",
+            len(report.missing),
+            len(keys),
+            settings.lookup_interval_seconds,
+            settings.lookup_timeout_seconds,
+        )
+        self.defer(
+            trigger=PayingCustomersTrigger(
+                keys=[key.to_xcom() for key in sorted(report.missing)],
+                found=[customer.to_xcom() for customer in report.found],
+                polls=report.polls,
+                started_at=started,
+                deadline=deadline,
+                interval=settings.lookup_interval_seconds,
+                chartmogul_conn_id=self.chartmogul_conn_id,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(
+                seconds=settings.lookup_timeout_seconds
+                + settings.lookup_interval_seconds
+                + DEFER_MARGIN_SECONDS
+            ),
+        )
+
+    def execute_complete(self, context: Any, event: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger fired: hand its report on."""
+        from mogulflow.merge import LookupReport
+
+        return self._finish(LookupReport.from_xcom(event or {}))
+
+    def _finish(self, report: Any) -> dict[str, Any]:
+        log = self.log.warning if report.missing else self.log.info
+        log(
+            "Paying customers: %d found, %d not found after %d lookup(s) over %.0f s%s",
+            len(report.found),
+            len(report.missing),
+            report.polls,
+            report.waited_seconds,
+            f": {[str(key) for key in sorted(report.missing)][:5]}" if report.missing else "",
+        )
+        return report.to_xcom()
