@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fake_api import FakeChartMogul
@@ -30,3 +31,30 @@ def client(fake: FakeChartMogul) -> Iterator[ChartMogulClient]:
         transport=fake.transport(),
     ) as built:
         yield built
+
+
+#: The key the contract suite's sandbox accepts (and that must never leak).
+SANDBOX_KEY = "cm_contract_key_7f3a9c21e4b8"
+
+
+@pytest.fixture
+def live_sandbox() -> Iterator[Any]:
+    """The real sandbox over HTTP, accepting only `SANDBOX_KEY`; faults are set by each test."""
+    from mogulflow.sandbox import SandboxServer
+
+    with SandboxServer(port=0, api_key=SANDBOX_KEY, json_import_delay_seconds=0.2) as server:
+        yield server
+
+
+def sandbox_client(server: Any, **overrides: Any) -> ChartMogulClient:
+    """A client on a sandbox with fast retries, overridable per test."""
+    options: dict[str, Any] = {
+        "base_url": server.url,
+        "api_key": SANDBOX_KEY,
+        "requests_per_second": 500,
+        "max_connections": 8,
+        "timeout": 5,
+        "retry": RetryPolicy(max_attempts=8, base_delay=0.02, max_delay=0.5, max_elapsed=30.0),
+        **overrides,
+    }
+    return ChartMogulClient(**options)
