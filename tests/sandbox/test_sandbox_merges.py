@@ -1,0 +1,185 @@
+"""Merges and unmerges: 202 first, the effect after the merge delay."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sandbox_builders import create_customer, create_plan, trial_invoice, wait_until
+
+from mogulflow.sandbox import SandboxServer
+
+
+@pytest.fixture
+def billing_source(sandbox: SandboxServer) -> str:
+    return str(sandbox.state.create_data_source("Stripe", system="Stripe")["uuid"])
+
+
+@pytest.fixture
+def lead(api: httpx.Client, data_source_uuid: str) -> dict:
+    return create_customer(api, data_source_uuid, "cus_0001", lead_created_at="2025-01-05", email="")
+
+
+@pytest.fixture
+def payer(sandbox: SandboxServer, billing_source: str) -> dict:
+    return sandbox.state.create_customer(
+        data_source_uuid=billing_source,
+        external_id="cus_9TSLDKbqG2iKgK",
+        status="Active",
+        email="a@b.example",
+    )
+
+
+def merge(api: httpx.Client, from_uuid: str, into_uuid: str) -> httpx.Response:
+    return api.post(
+        "/customers/merges", json={"from": {"customer_uuid": from_uuid}, "into": {"customer_uuid": into_uuid}}
+    )
+
+
+def merged_away(api: httpx.Client, customer_uuid: str) -> bool:
+    return api.get(f"/customers/{customer_uuid}").status_code == 404
+
+
+def test_merge_answers_202_with_an_empty_object(api: httpx.Client, lead: dict, payer: dict) -> None:
+    response = merge(api, lead["uuid"], payer["uuid"])
+
+    assert response.status_code == 202
+    assert response.json() == {}
+
+
+def test_merge_is_applied_after_the_delay_not_at_once() -> None:
+    with (
+        SandboxServer(merge_delay_seconds=0.3) as server,
+        httpx.Client(base_url=server.url + "/v1", auth=("k", "")) as client,
+    ):
+        source = client.post("/data_sources", json={"name": "Leads"}).json()["uuid"]
+        lead = create_customer(client, source, "lead")
+        payer = create_customer(client, source, "payer")
+
+        merge(client, lead["uuid"], payer["uuid"])
+
+        assert client.get(f"/customers/{lead['uuid']}").status_code == 200
+        wait_until(lambda: merged_away(client, lead["uuid"]))
+
+
+def test_merged_customer_answers_for_both_records(
+    api: httpx.Client, data_source_uuid: str, billing_source: str, lead: dict, payer: dict
+) -> None:
+    merge(api, lead["uuid"], payer["uuid"])
+    wait_until(lambda: merged_away(api, lead["uuid"]))
+
+    survivor = api.get(f"/customers/{payer['uuid']}").json()
+
+    assert survivor["external_ids"] == ["cus_9TSLDKbqG2iKgK", "cus_0001"]
+    assert survivor["data_source_uuids"] == [billing_source, data_source_uuid]
+
+
+def test_lookup_of_merged_away_record_returns_the_survivor(
+    api: httpx.Client, data_source_uuid: str, lead: dict, payer: dict
+) -> None:
+    merge(api, lead["uuid"], payer["uuid"])
+    wait_until(lambda: merged_away(api, lead["uuid"]))
+
+    found = api.get(
+        "/customers", params={"data_source_uuid": data_source_uuid, "external_id": "cus_0001"}
+    ).json()
+
+    assert [entry["uuid"] for entry in found["entries"]] == [payer["uuid"]]
+
+
+def test_merge_keeps_the_lead_date_and_the_paying_status(api: httpx.Client, lead: dict, payer: dict) -> None:
+    merge(api, lead["uuid"], payer["uuid"])
+    wait_until(lambda: merged_away(api, lead["uuid"]))
+
+    survivor = api.get(f"/customers/{payer['uuid']}").json()
+
+    assert survivor["lead_created_at"] == "2025-01-05T00:00:00.000Z"
+    assert survivor["status"] == "Active"
+
+
+def test_merge_moves_the_invoices_to_the_survivor(
+    api: httpx.Client, data_source_uuid: str, lead: dict, payer: dict
+) -> None:
+    plan = create_plan(api, data_source_uuid)
+    api.post(f"/import/customers/{lead['uuid']}/invoices", json={"invoices": [trial_invoice(plan["uuid"])]})
+
+    merge(api, lead["uuid"], payer["uuid"])
+    wait_until(lambda: merged_away(api, lead["uuid"]))
+
+    invoices = api.get(f"/import/customers/{payer['uuid']}/invoices").json()["invoices"]
+    assert [invoice["external_id"] for invoice in invoices] == ["inv-trial-1"]
+
+
+def test_merge_by_data_source_and_external_id(
+    api: httpx.Client, data_source_uuid: str, billing_source: str, lead: dict, payer: dict
+) -> None:
+    body = {
+        "from": {"data_source_uuid": data_source_uuid, "external_id": "cus_0001"},
+        "into": {"data_source_uuid": billing_source, "external_id": "cus_9TSLDKbqG2iKgK"},
+    }
+
+    assert api.post("/customers/merges", json=body).status_code == 202
+    wait_until(lambda: merged_away(api, lead["uuid"]))
+
+
+def test_merge_with_unknown_customer_answers_404(api: httpx.Client, lead: dict) -> None:
+    response = merge(api, lead["uuid"], "cus_00000000-0000-0000-0000-000000000000")
+
+    assert response.status_code == 404
+    assert response.json()["param"] == "into"
+
+
+def test_invoice_for_merged_record_needs_its_customer_external_id(
+    api: httpx.Client, data_source_uuid: str, lead: dict, payer: dict
+) -> None:
+    plan = create_plan(api, data_source_uuid)
+    merge(api, lead["uuid"], payer["uuid"])
+    wait_until(lambda: merged_away(api, lead["uuid"]))
+    url = f"/import/customers/{payer['uuid']}/invoices"
+
+    without = api.post(url, json={"invoices": [trial_invoice(plan["uuid"], "inv-1")]})
+    named = trial_invoice(
+        plan["uuid"], "inv-2", customer_external_id="cus_0001", data_source_uuid=data_source_uuid
+    )
+    with_owner = api.post(url, json={"invoices": [named]})
+
+    assert without.status_code == 422
+    assert with_owner.status_code == 201
+
+
+def test_unmerge_splits_the_record_off_again(
+    api: httpx.Client, data_source_uuid: str, lead: dict, payer: dict
+) -> None:
+    merge(api, lead["uuid"], payer["uuid"])
+    wait_until(lambda: merged_away(api, lead["uuid"]))
+
+    response = api.post(
+        "/customers/unmerges",
+        json={
+            "customer_uuid": payer["uuid"],
+            "data_source_uuid": data_source_uuid,
+            "external_id": "cus_0001",
+        },
+    )
+
+    assert response.status_code == 202
+
+    def split_off() -> bool:
+        found = api.get(
+            "/customers", params={"data_source_uuid": data_source_uuid, "external_id": "cus_0001"}
+        )
+        entries = found.json()["entries"]
+        return bool(entries) and entries[0]["uuid"] != payer["uuid"]
+
+    wait_until(split_off)
+    assert api.get(f"/customers/{payer['uuid']}").json()["external_ids"] == ["cus_9TSLDKbqG2iKgK"]
+
+
+def test_unmerge_of_a_customer_never_merged_answers_422(
+    api: httpx.Client, data_source_uuid: str, lead: dict
+) -> None:
+    response = api.post(
+        "/customers/unmerges",
+        json={"customer_uuid": lead["uuid"], "data_source_uuid": data_source_uuid, "external_id": "cus_0001"},
+    )
+
+    assert response.status_code == 422
