@@ -271,20 +271,18 @@ def _is_valid_email_address(address: str) -> bool:
 
 def _validate(frame: pd.DataFrame, table: SourceTable, rules: Sequence[Rule]) -> ValidationResult:
     data = normalise(frame, table)
-    id_column = table.entity.id_column
     winners, duplicates = _reduce_duplicates(data, table)
-    failures = _broken_rules(data.loc[winners], table, rules)
-    rejected_positions = np.sort(np.concatenate([np.flatnonzero(~winners), np.fromiter(failures, int)]))
-    rejected = tuple(
-        _rejected_row(
-            table.entity, data.at[position, id_column], failures.get(position) or duplicates[position]
-        )
-        for position in rejected_positions
-    )
+    failures = pd.concat([duplicates, _broken_rules(data, winners, table, rules)], ignore_index=True)
+    failures = failures.astype({"position": "int64", "order": "int64"}).sort_values(["position", "order"])
+    rejected = _rejected_rows(table.entity, data[table.entity.id_column], failures)
     keep = winners.copy()
-    keep[list(failures)] = False
+    keep[failures["position"].to_numpy()] = False
     valid = data.loc[keep].reset_index(drop=True)
     return ValidationResult(entity=table.entity, valid=valid, rejected=rejected, extracted=len(frame))
+
+
+# One row per broken rule of a rejected row; `order` sorts a row's failures (column order, then rule order).
+_FAILURE_COLUMNS = ["position", "order", "field", "rule", "found"]
 
 
 def normalise(frame: pd.DataFrame, table: SourceTable) -> pd.DataFrame:
@@ -309,10 +307,8 @@ def normalise(frame: pd.DataFrame, table: SourceTable) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def _reduce_duplicates(
-    data: pd.DataFrame, table: SourceTable
-) -> tuple[np.ndarray, dict[int, list[RuleFailure]]]:
-    """Which rows survive the reduction by id (mask), and why each other row is a duplicate.
+def _reduce_duplicates(data: pd.DataFrame, table: SourceTable) -> tuple[np.ndarray, pd.DataFrame]:
+    """Which rows survive the reduction by id (mask), and a failure for each other row.
 
     Rows without an id are kept for validation (they fail `PRESENT`). Among rows sharing an id, the
     latest `table.recency` wins (a missing one counts as oldest); on a tie, the later row does.
@@ -329,74 +325,100 @@ def _reduce_duplicates(
     winners[order[is_last]] = True
     winners[codes == -1] = True
 
-    duplicates: dict[int, list[RuleFailure]] = {}
     losers = np.flatnonzero(~winners)
-    if len(losers):
-        winner_of = pd.Series(positions[winners], index=codes[winners])
-        for loser in losers:
-            winner = winner_of[codes[loser]]
-            same_time = stamps[loser] == stamps[winner]
-            words = (
-                f"duplicate {id_column}: a later row with the same {table.recency} wins"
-                if same_time
-                else f"duplicate {id_column}: a row with a later {table.recency} wins"
-            )
-            duplicates[int(loser)] = [RuleFailure("", words, _found(recency.iat[loser]))]
+    winner_by_code = np.empty(codes.max() + 1 if len(codes) else 0, dtype=np.int64)
+    winner_by_code[codes[winners & (codes >= 0)]] = positions[winners & (codes >= 0)]
+    same_time = stamps[losers] == stamps[winner_by_code[codes[losers]]]
+    later = f"duplicate {id_column}: a row with a later {table.recency} wins"
+    tied = f"duplicate {id_column}: a later row with the same {table.recency} wins"
+    duplicates = pd.DataFrame(
+        {
+            "position": losers,
+            "order": 0,
+            "field": "",
+            "rule": np.where(same_time, tied, later),
+            "found": _found_values(recency.iloc[losers]),
+        },
+        columns=_FAILURE_COLUMNS,
+    )
     return winners, duplicates
 
 
 def _broken_rules(
-    data: pd.DataFrame, table: SourceTable, rules: Sequence[Rule]
-) -> dict[int, list[RuleFailure]]:
-    """Every broken rule per failing row position, in column order then rule order."""
+    data: pd.DataFrame, rows: np.ndarray, table: SourceTable, rules: Sequence[Rule]
+) -> pd.DataFrame:
+    """Every rule broken by the `rows` (mask) of `data`: pandera, lazily; one failure per row and rule."""
     columns: dict[str, pa.Column] = {}
     for column in table.columns:
         checks = [r.to_check() for r in rules if r.field == column and not r.row_level]
         columns[column] = pa.Column(nullable=column not in table.required, checks=checks, name=column)
     schema = pa.DataFrameSchema(columns, checks=[r.to_check() for r in rules if r.row_level])
     try:
-        schema.validate(data, lazy=True)
+        schema.validate(data.loc[rows], lazy=True)
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases
     else:
-        return {}
+        return pd.DataFrame(columns=_FAILURE_COLUMNS)
 
-    rule_of = {r.name: r for r in rules}
+    # a row-level check reports one case per column of a failing row: keep one per row and rule
+    cases = cases.dropna(subset=["index"])
+    present = cases["check"] == "not_nullable"
+    cases = cases.assign(column=cases["column"].where(present)).drop_duplicates(["index", "column", "check"])
     rank = {column: i for i, column in enumerate(table.columns)}
-    order_of = {r.name: i for i, r in enumerate(rules)}
-    broken: dict[int, dict[tuple[int, int], RuleFailure]] = {}
-    # a row-level check has one failure case per column of the failing row: keyed by rule, they merge
-    cases = cases.dropna(subset=["index"]).drop_duplicates(subset=["index", "column", "check"])
-    for position, column, check in zip(cases["index"], cases["column"], cases["check"], strict=True):
-        position = int(position)
+    parts = []
+    for (check, column), group in cases.groupby(["check", "column"], dropna=False, sort=False):
+        positions = group["index"].to_numpy(dtype=np.int64)
         if check == "not_nullable":
-            failure, key = RuleFailure(column, PRESENT, None), (rank[column], -1)
-        elif check in rule_of:
-            rule = rule_of[check]
-            failure = RuleFailure(rule.field, rule.words, _found(data.at[position, rule.field]))
-            key = (rank[rule.field], order_of[check])
-        else:  # pandera's own structural checks; should not happen after `normalise`
-            failure, key = RuleFailure(str(column or ""), str(check), None), (len(rank), 0)
-        broken.setdefault(position, {})[key] = failure
-    return {position: [rules[key] for key in sorted(rules)] for position, rules in broken.items()}
+            field, rule, found = column, PRESENT, [None] * len(positions)
+            order = rank[column] * 100
+        else:
+            number, rule_ = next((i, r) for i, r in enumerate(rules) if r.name == check)
+            field, rule, found = rule_.field, rule_.words, _found_values(data[rule_.field].iloc[positions])
+            order = rank[field] * 100 + 1 + number
+        parts.append(
+            pd.DataFrame(
+                {"position": positions, "order": order, "field": field, "rule": rule, "found": found}
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
 
 
-def _rejected_row(entity: Entity, source_id: object, failures: list[RuleFailure]) -> RejectedRow:
-    return RejectedRow(
-        entity=entity,
-        source_id=None if pd.isna(source_id) else str(source_id),
-        reason="; ".join(f.describe() for f in failures),
-        failures=tuple(failures),
-    )
+def _rejected_rows(entity: Entity, ids: pd.Series, failures: pd.DataFrame) -> tuple[RejectedRow, ...]:
+    """One `RejectedRow` per failing position, its failures in `failures`' order (sorted by position)."""
+    if failures.empty:
+        return ()
+    positions = failures["position"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, positions[1:] != positions[:-1]])
+    ends = np.r_[starts[1:], len(positions)]
+    found = failures["found"].to_numpy(dtype=object, copy=True)
+    found[pd.isna(found)] = None
+    every = [
+        RuleFailure(field, rule, value)
+        for field, rule, value in zip(failures["field"], failures["rule"], found, strict=True)
+    ]
+    source_ids = ids.iloc[positions[starts]].astype(object).to_numpy()
+    rejected = []
+    for start, end, source_id in zip(starts, ends, source_ids, strict=True):
+        row_failures = tuple(every[start:end])
+        rejected.append(
+            RejectedRow(
+                entity=entity,
+                source_id=None if pd.isna(source_id) else str(source_id),
+                reason="; ".join(f.describe() for f in row_failures),
+                failures=row_failures,
+            )
+        )
+    return tuple(rejected)
 
 
-def _found(value: object) -> str | None:
-    """How a found value reads in a reason: timestamps as ISO-8601 UTC, missing as None."""
-    if value is None or value is pd.NA or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    if isinstance(value, datetime):
-        return pd.Timestamp(value).isoformat().replace("+00:00", "Z")
-    return str(value)
+def _found_values(values: pd.Series) -> list[str | None]:
+    """How found values read in a reason: timestamps as ISO-8601 UTC ('...Z'), missing as None."""
+    missing = values.isna().to_numpy()
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        text = values.dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy(dtype=object)
+    else:
+        text = values.astype("str").to_numpy(dtype=object)
+    return [None if gone else value for value, gone in zip(text, missing, strict=True)]
 
 
 def _utc(moment: datetime) -> pd.Timestamp:
