@@ -62,44 +62,57 @@ class ApiGateway:
         started = time.monotonic()
         method: str = scope["method"]
         outcome = _Outcome()
+
+        def log_once() -> None:
+            if not outcome.logged:
+                outcome.logged = True
+                query = scope.get("query_string", b"").decode("latin-1")
+                duration = time.monotonic() - started
+                self.request_log.add(
+                    method, scope["path"], query, outcome.status, outcome.applied, outcome.fault, duration
+                )
+
+        async def send_logged(message: Message) -> None:
+            # The log entry is written before the last byte goes out, so a client that has its answer
+            # (or lost its connection) can rely on finding the request in the log.
+            if message["type"] == "http.response.start":
+                outcome.status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                log_once()
+            await send(message)
+
         try:
-            await self._serve(scope, receive, send, method, outcome)
+            drop = await self._serve(scope, receive, send_logged, method, outcome)
+            if drop:
+                log_once()
+                await _drop_connection(send)
         finally:
             self.injector.release()
-            self.request_log.add(
-                method,
-                scope["path"],
-                scope.get("query_string", b"").decode("latin-1"),
-                outcome.status,
-                outcome.applied,
-                outcome.fault,
-                time.monotonic() - started,
-            )
+            log_once()
 
     async def _serve(
         self, scope: Scope, receive: Receive, send: Send, method: str, outcome: _Outcome
-    ) -> None:
+    ) -> bool:
+        """Answer one request through ``send``; True when the connection must be dropped instead."""
         rejection = self.injector.admit()
         if rejection is not None:
             message = RATE_LIMIT_MESSAGE if rejection.status == 429 else TOO_MANY_PARALLEL_MESSAGE
             body = {"code": rejection.status, "message": message, "param": None}
             await self._reject(send, outcome, rejection, _json_bytes(body), JSON_HEADERS, retry_after=True)
-            return
+            return False
         if not self._is_authorized(scope):
-            outcome.status = 401
             await _send_response(send, 401, _json_bytes(UNAUTHORIZED.body), JSON_HEADERS)
-            return
+            return False
         latency = self.injector.latency()
         if latency:
             await asyncio.sleep(latency)
         rejection = self.injector.error_before()
         if rejection is not None:
             await self._reject(send, outcome, rejection, *_error_page(rejection.status), retry_after=False)
-            return
-        is_write = method in WRITE_METHODS
-        if not is_write:
-            await self.app(scope, receive, _recording_status(send, outcome))
-            return
+            return False
+        if method not in WRITE_METHODS:
+            await self.app(scope, receive, send)
+            return False
         # A write is answered only once we know whether a fault replaces the answer, so buffer it.
         buffered: list[Message] = []
 
@@ -114,11 +127,12 @@ class ApiGateway:
         if rejection is None:
             for message in buffered:
                 await send(message)
-        elif rejection.fault == DROPPED_AFTER:
+            return False
+        if rejection.fault == DROPPED_AFTER:
             outcome.status, outcome.fault = None, rejection.fault
-            await _drop_connection(send)
-        else:
-            await self._reject(send, outcome, rejection, *_error_page(rejection.status), retry_after=False)
+            return True
+        await self._reject(send, outcome, rejection, *_error_page(rejection.status), retry_after=False)
+        return False
 
     async def _reject(
         self,
@@ -144,25 +158,17 @@ class ApiGateway:
 class _Outcome:
     """What happened to one request, filled in as it goes (for the log)."""
 
-    __slots__ = ("applied", "fault", "status")
+    __slots__ = ("applied", "fault", "logged", "status")
 
     def __init__(self) -> None:
         self.status: int | None = None
         self.applied = False
         self.fault: str | None = None
+        self.logged = False
 
 
 def _is_api_path(path: str) -> bool:
     return path == API_PREFIX or path.startswith(API_PREFIX + "/")
-
-
-def _recording_status(send: Send, outcome: _Outcome) -> Send:
-    async def send_and_record(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            outcome.status = message["status"]
-        await send(message)
-
-    return send_and_record
 
 
 def _basic_auth_user(scope: Scope) -> str | None:

@@ -96,14 +96,17 @@ def paginate(
 
 
 def page_body(
-    container_key: str, entries: list[Any], page: Page[Any], request: PageRequest
+    container_key: str, entries: list[Any], page: Page[Any], request: PageRequest, empty_total_pages: int = 1
 ) -> dict[str, Any]:
-    """The list answer: entries, ``cursor``, ``has_more``, plus the deprecated keys on a first page."""
+    """The list answer: entries, ``cursor``, ``has_more``, plus the deprecated keys on a first page.
+
+    ``empty_total_pages``: recordings show ``total_pages`` 1 for an empty customer list, 0 for invoices.
+    """
     body: dict[str, Any] = {container_key: entries}
     if request.is_first_page:
         body |= {
             "current_page": 1,
-            "total_pages": math.ceil(page.total / request.per_page),
+            "total_pages": math.ceil(page.total / request.per_page) if page.total else empty_total_pages,
             "per_page": request.per_page,
             "page": 1,
         }

@@ -855,7 +855,7 @@ class SandboxState:
         invoices.sort(key=lambda invoice: invoice.seq)
         page = paginate(invoices, lambda invoice: invoice.seq, request)
         return {"customer_uuid": customer_uuid} | page_body(
-            "invoices", [invoice.to_api() for invoice in page.items], page, request
+            "invoices", [invoice.to_api() for invoice in page.items], page, request, empty_total_pages=0
         )
 
     @_locked
@@ -885,7 +885,9 @@ class SandboxState:
             key=lambda invoice: invoice.seq,
         )
         page = paginate(candidates, lambda invoice: invoice.seq, request)
-        return page_body("invoices", [invoice.to_api() for invoice in page.items], page, request)
+        return page_body(
+            "invoices", [invoice.to_api() for invoice in page.items], page, request, empty_total_pages=0
+        )
 
     @_locked
     def invoices(
