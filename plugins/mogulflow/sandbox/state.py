@@ -12,6 +12,7 @@ real API's: the 202 comes first, the effect shows up a moment later.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import heapq
 import itertools
@@ -114,7 +115,10 @@ class SandboxState:
         self._customer_by_identity: dict[Identity, str] = {}
         self._customers_by_external_id: dict[str, set[str]] = {}
         self._customers_by_email: dict[str, set[str]] = {}
-        self._customers_by_data_source: dict[str, set[str]] = {}
+        # sorted customer ids, so a list page is a bisect and a slice, not a scan and a sort
+        self._customer_ids: list[int] = []
+        self._customer_ids_by_data_source: dict[str, list[int]] = {}
+        self._customer_uuid_by_id: dict[int, str] = {}
         self._plans: dict[str, PlanRecord] = {}
         self._plan_by_external_id: dict[Identity, str] = {}
         self._invoices: dict[str, InvoiceRecord] = {}
@@ -180,8 +184,8 @@ class SandboxState:
             self._drop_invoice(invoice)
         for plan in [p for p in self._plans.values() if p.data_source_uuid == data_source_uuid]:
             self._drop_plan(plan)
-        for customer_uuid in list(self._customers_by_data_source.get(data_source_uuid, ())):
-            customer = self._customers[customer_uuid]
+        for customer_id in list(self._customer_ids_by_data_source.get(data_source_uuid, ())):
+            customer = self._customers[self._customer_uuid_by_id[customer_id]]
             remaining = [identity for identity in customer.identities if identity[0] != data_source_uuid]
             if remaining:
                 self._unindex_customer(customer)
@@ -308,18 +312,27 @@ class SandboxState:
         system: str | None = None,
     ) -> dict[str, Any]:
         """``GET /v1/customers``: filtered, by ascending id, one cursor page in API form."""
+        if external_id is None and status is None and system is None:
+            ids = (
+                self._customer_ids
+                if data_source_uuid is None
+                else self._customer_ids_by_data_source.get(data_source_uuid, [])
+            )
+            id_page = paginate(ids, int, request)
+            customers = [self._customers[self._customer_uuid_by_id[i]] for i in id_page.items]
+            page = Page(customers, id_page.cursor, id_page.has_more, id_page.total)
+            return self._customer_page_body(page, request)
         if data_source_uuid is not None and external_id is not None:
             found = self._customer_by_identity.get((data_source_uuid, external_id))
             candidate_uuids: Iterable[str] = [found] if found else []
         elif external_id is not None:
             candidate_uuids = self._customers_by_external_id.get(external_id, ())
         elif data_source_uuid is not None:
-            candidate_uuids = self._customers_by_data_source.get(data_source_uuid, ())
+            ids = self._customer_ids_by_data_source.get(data_source_uuid, [])
+            candidate_uuids = [self._customer_uuid_by_id[i] for i in ids]
         else:
             candidate_uuids = self._customers
-        candidates = [self._customers[customer_uuid] for customer_uuid in candidate_uuids]
-        if data_source_uuid is not None or external_id is not None:
-            candidates.sort(key=lambda customer: customer.id)
+        candidates = sorted((self._customers[u] for u in candidate_uuids), key=lambda customer: customer.id)
         if status is not None:
             candidates = [customer for customer in candidates if customer.status == status]
         if system is not None:
@@ -343,14 +356,12 @@ class SandboxState:
     @_locked
     def customers(self, data_source_uuid: str | None = None) -> list[dict[str, Any]]:
         """Every customer (of one data source, merged ones included), in API form (test helper)."""
-        uuids: Iterable[str] = (
-            self._customers
+        ids = (
+            self._customer_ids
             if data_source_uuid is None
-            else self._customers_by_data_source.get(data_source_uuid, ())
+            else self._customer_ids_by_data_source.get(data_source_uuid, [])
         )
-        return [
-            self._render_customer(c) for c in sorted((self._customers[u] for u in uuids), key=lambda c: c.id)
-        ]
+        return [self._render_customer(self._customers[self._customer_uuid_by_id[i]]) for i in ids]
 
     @_locked
     def find_customer(self, data_source_uuid: str, external_id: str) -> dict[str, Any] | None:
@@ -369,10 +380,12 @@ class SandboxState:
         return customer.to_api(source.system if source is not None else "Custom")
 
     def _index_customer(self, customer: CustomerRecord) -> None:
+        _insert_sorted(self._customer_ids, customer.id)
+        self._customer_uuid_by_id[customer.id] = customer.uuid
         for identity in customer.identities:
             self._customer_by_identity[identity] = customer.uuid
             self._customers_by_external_id.setdefault(identity[1], set()).add(customer.uuid)
-            self._customers_by_data_source.setdefault(identity[0], set()).add(customer.uuid)
+            _insert_sorted(self._customer_ids_by_data_source.setdefault(identity[0], []), customer.id)
         if customer.email:
             self._customers_by_email.setdefault(customer.email.lower(), set()).add(customer.uuid)
 
@@ -381,7 +394,9 @@ class SandboxState:
             if self._customer_by_identity.get(identity) == customer.uuid:
                 del self._customer_by_identity[identity]
             self._customers_by_external_id.get(identity[1], set()).discard(customer.uuid)
-            self._customers_by_data_source.get(identity[0], set()).discard(customer.uuid)
+            _remove_sorted(self._customer_ids_by_data_source.get(identity[0], []), customer.id)
+        _remove_sorted(self._customer_ids, customer.id)
+        self._customer_uuid_by_id.pop(customer.id, None)
         if customer.email:
             self._customers_by_email.get(customer.email.lower(), set()).discard(customer.uuid)
 
@@ -1098,6 +1113,19 @@ class SandboxState:
                 heapq.heappush(
                     self._due_work, (record.due_at, next(self._due_counter), "json_import", record.id)
                 )
+
+
+def _insert_sorted(ids: list[int], customer_id: int) -> None:
+    """Add an id to a sorted list once (new ids are the largest, so this is mostly an append)."""
+    position = bisect.bisect_left(ids, customer_id)
+    if position == len(ids) or ids[position] != customer_id:
+        ids.insert(position, customer_id)
+
+
+def _remove_sorted(ids: list[int], customer_id: int) -> None:
+    position = bisect.bisect_left(ids, customer_id)
+    if position < len(ids) and ids[position] == customer_id:
+        del ids[position]
 
 
 def _earliest(first: datetime | None, second: datetime | None) -> datetime | None:
