@@ -77,6 +77,27 @@ def test_lead_without_any_date_or_trial_has_no_lead_created_at():
     assert "lead_created_at" not in payload.to_api(DS)
 
 
+def test_leads_resolve_without_any_valid_trial():
+    leads = valid_leads(lead("L1"), lead("L2", lead_created_at=None, free_trial_started_at=None))
+    no_trials = valid_trials(trial()).iloc[:0]
+
+    payloads = build_customer_payloads(leads, no_trials)
+
+    assert [p.lead_created_at for p in payloads] == [utc(2025, 3, 1, 9), None]
+
+
+def test_empty_frames_build_no_payloads():
+    leads, trials = valid_leads(lead()).iloc[:0], valid_trials(trial()).iloc[:0]
+    plans = validate_plans(frame(plan()), now=NOW).valid.iloc[:0]
+
+    assert (
+        build_customer_payloads(leads, trials)
+        == build_trial_invoices(trials)
+        == build_plan_payloads(plans)
+        == []
+    )
+
+
 def test_resolved_dates_align_with_the_leads_index():
     leads = valid_leads(lead("L1"), lead("L2", lead_created_at=None, free_trial_started_at=None)).iloc[::-1]
     trials = valid_trials(trial(lead_id="L2", started_at=datetime(2025, 6, 1), ends_at=datetime(2025, 6, 9)))

@@ -63,6 +63,29 @@ def test_string_dtype_and_nullable_int_columns_are_accepted():
     assert list(result.valid["interval_count"]) == [1, 1]
 
 
+def test_postgres_style_extract_with_object_texts_and_float_ints_is_accepted():
+    trials = frame(trial("T1"), trial("T2", subscription_id=None)).astype(
+        {"trial_id": object, "subscription_id": object, "quantity": float, "amount_in_cents": float}
+    )
+    trials["started_at"] = trials["started_at"].dt.tz_localize("UTC")
+
+    result = validate_trials(trials, now=NOW, known_lead_ids={"L1"}, known_plan_ids={"P1"})
+
+    assert result.rejected == ()
+    assert str(result.valid["quantity"].dtype) == "Int64"
+    assert pd.isna(result.valid.at[1, "subscription_id"])
+
+
+def test_columns_without_any_value_are_accepted_when_optional():
+    leads = frame(lead("L1"), lead("L2"))
+    leads[["email", "state", "free_trial_started_at"]] = None
+
+    result = validate_leads(leads, now=NOW)
+
+    assert result.rejected == ()
+    assert str(result.valid["free_trial_started_at"].dtype) == "datetime64[us, UTC]"
+
+
 def test_texts_are_stripped_and_blank_optional_texts_become_missing():
     result = validate_leads(frame(lead(" L1 ", company_name="  Acme  ", state="   ", zip="")), now=NOW)
 

@@ -137,7 +137,8 @@ def resolve_lead_created_at(leads: pd.DataFrame, trials: pd.DataFrame) -> pd.Ser
     the lead's trials (pass the valid trials); NaT when none is.
     """
     first_trial = trials.groupby("lead_id", sort=False)["started_at"].min()
-    from_trials = leads["lead_id"].map(first_trial)
+    # reindex, not Series.map: map fails on an empty datetime mapper (pandas 3.1)
+    from_trials = first_trial.reindex(leads["lead_id"].to_numpy()).set_axis(leads.index)
     resolved = leads["lead_created_at"].fillna(leads["free_trial_started_at"]).fillna(from_trials)
     return resolved.astype(leads["lead_created_at"].dtype)
 
