@@ -49,10 +49,6 @@ class SourceTable:
     upper_cased: tuple[str, ...] = ()
     recency: str = "updated_at"  # which timestamp decides between rows sharing an id
 
-    @property
-    def texts(self) -> tuple[str, ...]:
-        return tuple(c for c in self.columns if c not in self.timestamps and c not in self.integers)
-
 
 LEADS = SourceTable(
     entity=Entity.LEAD,
