@@ -27,9 +27,7 @@ def load_state_file(path: Path, state: SandboxState) -> bool:
 
 def save_state_file(path: Path, state: SandboxState) -> int:
     """Write the state atomically (temporary file + rename); returns the state version written."""
-    with state._lock:  # the version and the content must match
-        version = state.version
-        stored = state.to_storage()
+    version, stored = state.versioned_storage()
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:

@@ -1078,6 +1078,11 @@ class SandboxState:
         }
 
     @_locked
+    def versioned_storage(self) -> tuple[int, dict[str, Any]]:
+        """The state version and `to_storage` taken together, so a writer knows what it wrote."""
+        return self.version, self.to_storage()
+
+    @_locked
     def load_storage(self, stored: dict[str, Any]) -> None:
         """Replace the state by one `to_storage` wrote, rebuilding every index and pending work."""
         if stored.get("format") != STORAGE_FORMAT:
