@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+AIRFLOW_STAMP := var/airflow/.initialised
 
 .PHONY: install run test test-fast lint format bench clean
 
@@ -12,7 +13,15 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+# The default AIRFLOW_HOME (var/airflow): migrated metadata DB and the chartmogul_api pool, so that
+# `.venv/bin/airflow dags test ...` works straight after `make`.
+$(AIRFLOW_STAMP): $(STAMP) scripts/install_airflow_defaults.py
+	$(BIN)/python scripts/install_airflow_defaults.py
+	env -u AIRFLOW_HOME $(BIN)/airflow db migrate > var/airflow-migrate.log 2>&1 || (tail -n 30 var/airflow-migrate.log; exit 1)
+	env -u AIRFLOW_HOME $(BIN)/python -m mogulflow.airflow_resources
+	touch $(AIRFLOW_STAMP)
+
+install: $(STAMP) $(AIRFLOW_STAMP)
 
 run: install
 	bash scripts/run_demo.sh

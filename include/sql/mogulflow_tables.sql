@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS mogulflow_sync_state (
     data_source_uuid TEXT NOT NULL,
     external_id      TEXT NOT NULL,
     chartmogul_uuid  TEXT,              -- customer, plan or invoice uuid
-    content_hash     TEXT,              -- of what was last sent; null when the last write failed
+    content_hash     TEXT,              -- of what was last sent (null when the last write failed)
     payload          TEXT,              -- JSON of the fields last sent (to PATCH only what changed)
     status           TEXT NOT NULL,     -- synced, failed, merged
     synced_at        TIMESTAMP NOT NULL,

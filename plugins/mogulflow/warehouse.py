@@ -15,8 +15,8 @@ import pandas as pd
 
 Dialect = Literal["duckdb", "postgres"]
 
-# `:name` but not PostgreSQL's `::type` cast and not inside a `'...'` literal.
-_PARAM = re.compile(r"'(?:[^']|'')*'|(?<![:\w]):([A-Za-z_]\w*)")
+# `:name`, but not PostgreSQL's `::type` cast, nor inside a `'...'` literal or a `--` comment.
+_PARAM = re.compile(r"'(?:[^']|'')*'|--[^\n]*|(?<![:\w]):([A-Za-z_]\w*)")
 
 DEFAULT_CHUNK_ROWS = 100_000
 
@@ -38,7 +38,7 @@ def bind(sql: str, params: Mapping[str, Any], dialect: Dialect) -> BoundStatemen
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
-        if name is None:  # a string literal: leave it alone
+        if name is None:  # a string literal or a comment: leave it alone
             return match.group(0)
         if name not in params:
             raise KeyError(f"SQL placeholder :{name} has no value (given: {sorted(params)})")
@@ -85,10 +85,12 @@ class Warehouse:
 
     def execute_script(self, sql: str) -> None:
         """Run several `;`-separated statements without parameters, then commit."""
+        # Drop `--` comments first: a `;` inside one must not split a statement.
+        text = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
         cursor = self.connection.cursor()
         try:
-            for statement in (part.strip() for part in sql.split(";")):
-                if statement and not all(line.strip().startswith("--") for line in statement.splitlines()):
+            for statement in (part.strip() for part in text.split(";")):
+                if statement:
                     cursor.execute(statement)
         finally:
             cursor.close()
@@ -176,12 +178,12 @@ class Warehouse:
             if self.dialect == "duckdb":
                 # Row-by-row executemany is slow in DuckDB; a registered frame inserts in one pass.
                 frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
-                self.connection.register("_mogulflow_rows", frame)
+                cursor.register("_mogulflow_rows", frame)
                 try:
                     select = f"SELECT {column_list} FROM _mogulflow_rows"
                     cursor.execute(f"INSERT INTO {table} ({column_list}) {select} {suffix}")
                 finally:
-                    self.connection.unregister("_mogulflow_rows")
+                    cursor.unregister("_mogulflow_rows")
             else:
                 placeholders = ", ".join(["%s"] * len(columns))
                 cursor.executemany(

@@ -1,0 +1,192 @@
+# ruff: noqa: E501  (the source rows below read best as one table row per line)
+"""chartmogul_leads_trials end to end: a DuckDB warehouse, the sandbox over real HTTP, real Airflow.
+
+The warehouse holds a small, hand-written set of rows whose expected outcome is spelled out here,
+so each assertion reads as the contract's mapping and validation rules.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import duckdb
+import pytest
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+T = datetime.fromisoformat
+
+LEADS = [
+    # lead_id, company_name, email, country, state, city, zip, lead_created_at, free_trial_started_at, updated_at
+    ("L1", "Acme GmbH", "ops@acme.example", "de", None, "Berlin", "10115", T("2025-01-02 09:00"), T("2025-01-05 10:00"), T("2025-01-10 00:00")),
+    ("L1", "Acme (old name)", None, "DE", None, None, None, None, None, T("2025-01-01 00:00")),
+    ("L2", "Beta Ltd", "hi@beta.example", "GB", None, "London", None, None, T("2025-02-01 08:30"), T("2025-02-02 00:00")),
+    ("L3", "Gamma Inc", None, "US", "CA", "Oakland", "94601", None, None, T("2025-03-04 00:00")),
+    ("L4", "Delta SA", None, None, None, None, None, None, None, T("2025-03-05 00:00")),
+    ("L5", "Epsilon", "not-an-email", "FR", None, None, None, None, None, T("2025-03-06 00:00")),
+]  # fmt: skip
+PLANS = [
+    ("P1", "Pro monthly", 1, "month", T("2025-01-01 00:00")),
+    ("P2", "Pro yearly", 1, "year", T("2025-01-01 00:00")),
+    ("P3", "Weekly", 1, "week", T("2025-01-01 00:00")),
+]
+TRIALS = [
+    # trial_id, lead_id, plan_id, subscription_id, started_at, ends_at, amount_in_cents, currency, quantity, updated_at
+    ("T1", "L1", "P1", None, T("2025-01-05 10:00"), T("2025-01-19 10:00"), 0, "usd", 1, T("2025-01-10 00:00")),
+    ("T2", "L2", "P2", "sub_2", T("2025-02-01 08:30"), T("2025-02-15 08:30"), 1500, "EUR", 2, T("2025-02-02 00:00")),
+    ("T3", "L3", "P1", None, T("2025-03-03 12:00"), T("2025-03-17 12:00"), 0, "USD", 1, T("2025-03-04 00:00")),
+    ("T4", "L5", "P1", None, T("2025-03-06 00:00"), T("2025-03-20 00:00"), 0, "USD", 1, T("2025-03-06 00:00")),
+    ("T5", "L1", "P3", None, T("2025-01-06 00:00"), T("2025-01-20 00:00"), 0, "USD", 1, T("2025-01-10 00:00")),
+]  # fmt: skip
+
+
+def build_warehouse(path) -> None:
+    connection = duckdb.connect(str(path))
+    connection.execute((REPO / "include" / "sql" / "schema.sql").read_text())
+    connection.executemany("INSERT INTO leads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", LEADS)
+    connection.executemany("INSERT INTO plans VALUES (?, ?, ?, ?, ?)", PLANS)
+    connection.executemany("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", TRIALS)
+    connection.close()
+
+
+@pytest.fixture
+def warehouse_path(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    build_warehouse(path)
+    return path
+
+
+@pytest.fixture
+def connections(monkeypatch, sandbox, warehouse_path):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        json.dumps({"conn_type": "chartmogul", "host": sandbox.url, "password": "test-key-abcdef"}),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "duckdb", "host": str(warehouse_path)})
+    )
+
+
+@pytest.fixture(scope="module")
+def leads_trials_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags" / "chartmogul_leads_trials.py")).dags[
+        "chartmogul_leads_trials"
+    ]
+
+
+def run_dag(dag, **conf):
+    return dag.test(run_conf={"max_reject_ratio": 0.5, **conf})
+
+
+def query(path, sql):
+    connection = duckdb.connect(str(path), read_only=True)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+def leads_source(sandbox):
+    source = sandbox.state.data_source_by_name("Leads")
+    assert source is not None, "the Leads data source was not created"
+    return source["uuid"]
+
+
+def test_full_refresh_creates_expected_customers_plans_and_trial_invoices(
+    airflow_db, connections, sandbox, warehouse_path, leads_trials_dag
+):
+    dag_run = run_dag(leads_trials_dag, full_refresh=True)
+    assert dag_run.state == "success"
+
+    ds = leads_source(sandbox)
+    customers = {c["external_id"]: c for c in sandbox.state.customers(ds)}
+    assert set(customers) == {"L1", "L2", "L3", "L4"}
+    assert customers["L1"]["name"] == "Acme GmbH"
+    assert customers["L1"]["country"] == "DE"
+    assert customers["L1"]["lead_created_at"].startswith("2025-01-02T09:00:00")
+    # the default rule: the trial date when the lead has none, from free_trial_started_at ...
+    assert customers["L2"]["lead_created_at"].startswith("2025-02-01T08:30:00")
+    # ... or else from the earliest valid trial
+    assert customers["L3"]["lead_created_at"].startswith("2025-03-03T12:00:00")
+    assert customers["L4"]["lead_created_at"] is None
+
+    plans = {p["external_id"]: p for p in sandbox.state.plans(ds)}
+    assert set(plans) == {"P1", "P2"}
+
+    invoices = {i["external_id"]: i for i in sandbox.state.invoices(data_source_uuid=ds)}
+    assert set(invoices) == {"T1", "T2", "T3"}
+    t2 = invoices["T2"]
+    assert t2["currency"] == "EUR"
+    [line] = t2["line_items"]
+    assert line["type"] == "trial"
+    assert line["amount_in_cents"] == 1500
+    assert line["quantity"] == 2
+    assert line["plan_uuid"] == plans["P2"]["uuid"]
+    assert line["subscription_external_id"] == "sub_2"
+    assert invoices["T1"]["line_items"][0]["subscription_external_id"] == "T1"
+    assert invoices["T1"]["customer_uuid"] == customers["L1"]["uuid"]
+
+
+def test_every_bad_row_is_recorded_with_its_reason(airflow_db, connections, warehouse_path, leads_trials_dag):
+    dag_run = run_dag(leads_trials_dag, full_refresh=True)
+    rejects = query(warehouse_path, "SELECT entity, source_id, reason FROM mogulflow_rejects ORDER BY 1, 2")
+    by_key = {(entity, source_id): reason for entity, source_id, reason in rejects}
+    assert set(by_key) == {("lead", "L1"), ("lead", "L5"), ("plan", "P3"), ("trial", "T4"), ("trial", "T5")}
+    assert "duplicate" in by_key[("lead", "L1")]
+    assert "email" in by_key[("lead", "L5")] and "not-an-email" in by_key[("lead", "L5")]
+    assert "interval_unit" in by_key[("plan", "P3")] and "week" in by_key[("plan", "P3")]
+    assert "lead_id" in by_key[("trial", "T4")]
+    assert "plan_id" in by_key[("trial", "T5")]
+    [run_id] = {row[0] for row in query(warehouse_path, "SELECT run_id FROM mogulflow_rejects")}
+    assert run_id == dag_run.run_id
+
+
+def test_run_account_adds_up_per_entity(airflow_db, connections, warehouse_path, leads_trials_dag):
+    run_dag(leads_trials_dag, full_refresh=True)
+    [row] = query(
+        warehouse_path,
+        "SELECT outcome, leads_extracted, leads_rejected, leads_created, plans_extracted, plans_rejected, "
+        "plans_created, trials_extracted, trials_rejected, trials_created FROM mogulflow_runs",
+    )
+    assert row == ("success_with_rejects", 6, 2, 4, 3, 1, 2, 5, 2, 3)
+
+
+def test_second_run_over_unchanged_warehouse_writes_nothing(
+    airflow_db, connections, sandbox, warehouse_path, leads_trials_dag
+):
+    run_dag(leads_trials_dag, full_refresh=True)
+    writes_before = [r for r in sandbox.requests if r.method in ("POST", "PATCH", "PUT", "DELETE")]
+
+    dag_run = run_dag(leads_trials_dag, full_refresh=True)
+    assert dag_run.state == "success"
+    writes_after = [r for r in sandbox.requests if r.method in ("POST", "PATCH", "PUT", "DELETE")]
+    assert writes_after == writes_before
+    ds = leads_source(sandbox)
+    assert len(sandbox.state.customers(ds)) == 4
+    assert len(sandbox.state.invoices(data_source_uuid=ds)) == 3
+    unchanged = query(
+        warehouse_path,
+        f"SELECT leads_unchanged, plans_unchanged, trials_unchanged FROM mogulflow_runs WHERE run_id = '{dag_run.run_id}'",
+    )
+    assert unchanged == [(4, 2, 3)]
+
+
+def test_reject_ratio_above_the_limit_fails_the_run_before_loading_that_entity(
+    airflow_db, connections, sandbox, warehouse_path, leads_trials_dag
+):
+    dag_run = leads_trials_dag.test(run_conf={"full_refresh": True, "max_reject_ratio": 0.3})
+    assert dag_run.state == "failed"
+    ds = leads_source(sandbox)
+    # leads 2 of 6, plans 1 of 3, trials 2 of 5 rejected: all above 30%, so nothing is loaded
+    assert sandbox.state.customers(ds) == []
+    assert sandbox.state.plans(ds) == []
+    [(outcome, message, leads_failed)] = query(
+        warehouse_path, "SELECT outcome, message, leads_failed FROM mogulflow_runs"
+    )
+    assert outcome == "failed"
+    assert "max_reject_ratio" in message
+    assert leads_failed == 4  # valid but not loaded: counted, so the numbers still add up
