@@ -11,9 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sandbox_builders import customer_body, wait_until
 
 from mogulflow.sandbox import SandboxServer
+
+from .sandbox_builders import customer_body, wait_until
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 

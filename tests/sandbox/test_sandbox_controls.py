@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import httpx
-from sandbox_builders import create_customer
 
 from mogulflow.sandbox import SandboxServer
+
+from .sandbox_builders import create_customer
 
 UNAUTHORIZED = {"code": 401, "message": "No valid API key provided", "param": None}
 

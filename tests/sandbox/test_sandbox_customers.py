@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sandbox_builders import create_customer, customer_body
 
 from mogulflow.sandbox import SandboxServer, Strictness
+
+from .sandbox_builders import create_customer, customer_body
 
 
 def test_create_customer_answers_201_with_hyphenated_keys_and_prefixed_uuid(

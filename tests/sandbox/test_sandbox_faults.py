@@ -7,9 +7,10 @@ import threading
 
 import httpx
 import pytest
-from sandbox_builders import customer_body
 
 from mogulflow.sandbox import Faults, SandboxServer
+
+from .sandbox_builders import customer_body
 
 
 def ping_statuses(api: httpx.Client, count: int) -> list[int]:

@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sandbox_builders import create_customer, create_plan, trial_invoice, trial_line_item
 
 from mogulflow.sandbox import SandboxServer
+
+from .sandbox_builders import create_customer, create_plan, trial_invoice, trial_line_item
 
 INVOICE_EXTERNAL_ID_TAKEN = "The external ID for this invoice already exists in our system."
 LINE_ITEM_EXTERNAL_ID_TAKEN = "The external ID for this line item already exists in our system."

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import httpx
-from sandbox_builders import create_customer, wait_until
 
 from mogulflow.sandbox import SandboxServer
+
+from .sandbox_builders import create_customer, wait_until
 
 
 def bulk_payload(external_id: str = "import-1", **changes: object) -> dict:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from sandbox_builders import create_customer, create_plan, trial_invoice, wait_until
 
 from mogulflow.sandbox import SandboxServer
+
+from .sandbox_builders import create_customer, create_plan, trial_invoice, wait_until
 
 
 @pytest.fixture

@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 
 import chartmogul
 import pytest
-from sandbox_builders import trial_line_item, wait_until
 
 from mogulflow.sandbox import SandboxServer
+
+from .sandbox_builders import trial_line_item, wait_until
 
 
 @pytest.fixture

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import httpx
-from sandbox_builders import create_plan, plan_body
 
 from mogulflow.sandbox import SandboxServer
+
+from .sandbox_builders import create_plan, plan_body
 
 
 def test_create_data_source_answers_201_as_a_custom_source(api: httpx.Client) -> None:

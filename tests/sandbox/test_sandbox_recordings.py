@@ -16,9 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_builders import create_customer, create_plan, wait_until
 
 from mogulflow.sandbox import SandboxServer
+
+from .sandbox_builders import create_customer, create_plan, wait_until
 
 RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "chartmogul-recordings"
 

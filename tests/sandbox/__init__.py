@@ -1,0 +1,1 @@
+"""Tests of the sandbox (a package, so its conftest does not shadow the suite's top-level one)."""
