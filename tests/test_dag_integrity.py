@@ -6,7 +6,7 @@ import itertools
 import time
 
 import pytest
-from conftest import REPO
+from repo_paths import REPO
 
 
 @pytest.fixture(scope="module")

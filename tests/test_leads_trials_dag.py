@@ -12,7 +12,7 @@ from datetime import datetime
 
 import duckdb
 import pytest
-from conftest import REPO
+from repo_paths import REPO
 
 pytestmark = pytest.mark.slow
 
