@@ -54,7 +54,7 @@ def sandbox_client(server: Any, **overrides: Any) -> ChartMogulClient:
         "requests_per_second": 500,
         "max_connections": 8,
         "timeout": 5,
-        "retry": RetryPolicy(max_attempts=8, base_delay=0.02, max_delay=0.5, max_elapsed=30.0),
+        "retry": RetryPolicy(max_attempts=10, base_delay=0.05, max_delay=0.5, max_elapsed=30.0),
         **overrides,
     }
     return ChartMogulClient(**options)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mogulflow.api.pacing import RateLimiter
+from mogulflow.api.pacing import GROW_AFTER_SUCCESSES, ConnectionSlots, RateLimiter
 
 
 class FakeClock:
@@ -91,3 +91,44 @@ def test_many_threads_share_one_pace():
     # No one-second window holds more than the rate (+1 for the window edge).
     window_max = max(sum(1 for t in starts if s <= t < s + 1.0) for s in starts)
     assert window_max <= rate + 1
+
+
+def test_connection_slots_shrink_on_overload_and_grow_back_slowly():
+    slots = ConnectionSlots(4)
+    for _ in range(3):
+        slots.acquire()
+        slots.release(overloaded=True)
+    assert slots.limit == 1
+    slots.acquire()
+    slots.release(overloaded=True)
+    assert slots.limit == 1  # never below one
+    for _ in range(GROW_AFTER_SUCCESSES):
+        slots.acquire()
+        slots.release()
+    assert slots.limit == 2
+    for _ in range(10 * GROW_AFTER_SUCCESSES):
+        slots.acquire()
+        slots.release()
+    assert slots.limit == 4  # never above the configured ceiling
+
+
+def test_connection_slots_bound_requests_in_flight():
+    slots = ConnectionSlots(3)
+    peak = 0
+    lock = threading.Lock()
+
+    def worker() -> None:
+        nonlocal peak
+        for _ in range(20):
+            slots.acquire()
+            with lock:
+                peak = max(peak, slots.in_flight)
+            time.sleep(0.001)
+            slots.release()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak == 3 and slots.in_flight == 0

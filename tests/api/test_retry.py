@@ -66,9 +66,14 @@ def test_only_connect_failures_prove_the_request_was_not_sent():
     assert not request_was_not_sent(httpx.RemoteProtocolError("dropped"))
 
 
-def test_only_429_proves_a_write_was_not_applied():
+def test_only_refusals_at_the_door_prove_a_write_was_not_applied():
     assert status_means_not_applied(429)
-    assert not any(status_means_not_applied(s) for s in (500, 502, 503, 504))
+    assert status_means_not_applied(503)  # ChartMogul: too many parallel connections
+    assert not any(status_means_not_applied(s) for s in (500, 502, 504))
+
+
+def test_a_cautious_policy_can_treat_503_as_possibly_applied():
+    assert not RetryPolicy(not_applied_status=frozenset({429})).proves_not_applied(503)
 
 
 def test_retry_after_in_seconds():

@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from mogulflow.api.errors import (
     error_for_status,
     parse_error_body,
 )
-from mogulflow.api.pacing import RateLimiter
+from mogulflow.api.pacing import ConnectionSlots, RateLimiter
 from mogulflow.api.retry import (
     DEFAULT_CIRCUIT_COOLDOWN,
     DEFAULT_CIRCUIT_THRESHOLD,
@@ -49,7 +48,6 @@ from mogulflow.api.retry import (
     RetryPolicy,
     parse_retry_after,
     request_was_not_sent,
-    status_means_not_applied,
 )
 
 log = logging.getLogger(__name__)
@@ -60,6 +58,8 @@ DEFAULT_MAX_CONNECTIONS = 10
 DEFAULT_TIMEOUT = 30.0
 #: ChartMogul's page size cap; larger values are silently treated as 200.
 MAX_PER_PAGE = 200
+#: ChartMogul's answer to more parallel connections than the account allows.
+TOO_MANY_CONNECTIONS_STATUS = 503
 #: Bulk import states after which polling stops.
 JSON_IMPORT_DONE = "completed"
 JSON_IMPORT_FAILED_STATES = frozenset({"failed", "error", "cancelled", "canceled", "rejected"})
@@ -610,7 +610,7 @@ class _Attempts:
         if not policy.should_retry_status(status):
             self.breaker.record_success()  # the API answered; the problem is the request
             raise error_for_status(status, parsed, method=call.method, path=call.path)
-        if not call.replay_safe and not status_means_not_applied(status):
+        if not call.replay_safe and not policy.proves_not_applied(status):
             # The write may have happened before the 5xx: the flow decides (lookup, then maybe re-send).
             raise error_for_status(status, parsed, method=call.method, path=call.path, maybe_applied=True)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -764,7 +764,7 @@ class ChartMogulClient(_ChartMogulOperations):
         self.circuit_breaker = CircuitBreaker(
             threshold=settings.circuit_threshold, cooldown=settings.circuit_cooldown
         )
-        self._slots = threading.BoundedSemaphore(settings.max_connections)
+        self.connection_slots = ConnectionSlots(settings.max_connections)
         self._http = httpx.Client(
             base_url=settings.base_url,
             auth=httpx.BasicAuth(settings.api_key, ""),
@@ -818,7 +818,9 @@ class ChartMogulClient(_ChartMogulOperations):
         content = _encode(call.body) if call.body is not None else None
         while True:
             attempts.attempt += 1
-            with self._slots:
+            self.connection_slots.acquire()
+            overloaded = False
+            try:
                 # Pace inside the slot, so that start times (not queue entries) follow the pace.
                 self.limiter.acquire()
                 try:
@@ -826,9 +828,12 @@ class ChartMogulClient(_ChartMogulOperations):
                 except Exception as exc:
                     wait = attempts.on_exception(exc)
                 else:
+                    overloaded = response.status_code == TOO_MANY_CONNECTIONS_STATUS
                     answer, wait = attempts.on_response(response)
                     if wait is None:
                         return answer
+            finally:
+                self.connection_slots.release(overloaded=overloaded)
             time.sleep(wait)
 
     # ---- public methods (see docs/DESIGN.md)

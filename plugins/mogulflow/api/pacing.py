@@ -63,3 +63,51 @@ class RateLimiter:
         delay = self.reserve()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+#: Consecutive un-refused requests after which a shrunk connection limit grows back by one.
+GROW_AFTER_SUCCESSES = 20
+
+
+class ConnectionSlots:
+    """Bounds the requests in flight; shrinks when the server says "too many", regrows slowly.
+
+    `max_connections` is the ceiling. Each 503 (ChartMogul's answer to too many parallel
+    connections) takes one slot away, down to one; `GROW_AFTER_SUCCESSES` requests in a row that
+    were not refused give one back (additive increase, multiplicative-ish decrease). So a client
+    configured above what the account allows settles at what the server accepts instead of
+    burning its retries on 503s. Thread-safe.
+    """
+
+    def __init__(self, max_connections: int) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections!r}")
+        self.max_connections = max_connections
+        self.limit = max_connections
+        self.in_flight = 0
+        self._successes = 0
+        self._condition = threading.Condition()
+
+    def __repr__(self) -> str:
+        return f"ConnectionSlots(limit={self.limit}/{self.max_connections}, in_flight={self.in_flight})"
+
+    def acquire(self) -> None:
+        """Wait for a free slot and take it."""
+        with self._condition:
+            while self.in_flight >= self.limit:
+                self._condition.wait()
+            self.in_flight += 1
+
+    def release(self, *, overloaded: bool = False) -> None:
+        """Give the slot back; `overloaded` when the server refused for too many connections."""
+        with self._condition:
+            self.in_flight -= 1
+            if overloaded:
+                self._successes = 0
+                self.limit = max(1, self.limit - 1)
+            else:
+                self._successes += 1
+                if self._successes >= GROW_AFTER_SUCCESSES and self.limit < self.max_connections:
+                    self._successes = 0
+                    self.limit += 1
+            self._condition.notify_all()

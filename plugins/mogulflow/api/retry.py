@@ -20,6 +20,10 @@ import httpx
 
 #: HTTP statuses worth another try: rate limit, and the 5xx family ChartMogul's own clients retry.
 DEFAULT_RETRY_STATUS: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+#: Error statuses that prove the server refused a request before acting on it, so even a create
+#: may simply be sent again: 429 (rate limit) and 503 (ChartMogul's "too many parallel
+#: connections"). 500/502/504 may come after the write happened and are never in this set.
+DEFAULT_NOT_APPLIED_STATUS: frozenset[int] = frozenset({429, 503})
 #: Attempts per request, the first one included.
 DEFAULT_MAX_ATTEMPTS = 6
 #: First backoff, in seconds; it doubles per attempt up to `DEFAULT_MAX_DELAY`.
@@ -63,13 +67,13 @@ def request_was_not_sent(exc: BaseException) -> bool:
     return isinstance(exc, NOT_SENT_ERRORS)
 
 
-def status_means_not_applied(status: int) -> bool:
+def status_means_not_applied(status: int, not_applied: frozenset[int] = DEFAULT_NOT_APPLIED_STATUS) -> bool:
     """True when an error status says the server refused the request before acting on it.
 
-    429 is a refusal at the door. A 5xx may come after the write happened (we cannot tell), so
-    only 429 lets a create be re-sent without first looking for the object.
+    A create answered with such a status is re-sent directly; any other 5xx may have come after
+    the write happened, so the object is looked up before a create is sent again.
     """
-    return status == 429
+    return status in not_applied
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -121,6 +125,8 @@ class RetryPolicy:
     max_elapsed: float = DEFAULT_MAX_ELAPSED
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
     retry_status: frozenset[int] = DEFAULT_RETRY_STATUS
+    #: set to `frozenset({429})` to treat a 503 as possibly applied too (one lookup more per 503)
+    not_applied_status: frozenset[int] = DEFAULT_NOT_APPLIED_STATUS
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -129,6 +135,10 @@ class RetryPolicy:
     def should_retry_status(self, status: int) -> bool:
         """True when a response with this status is worth another attempt."""
         return is_retriable_status(status, self.retry_status)
+
+    def proves_not_applied(self, status: int) -> bool:
+        """True when a create answered with this status certainly did not happen."""
+        return status_means_not_applied(status, self.not_applied_status)
 
     def should_retry_exception(self, exc: BaseException) -> bool:
         """True when this transport failure is worth another attempt."""
