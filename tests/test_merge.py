@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
-from conftest import REPO
+from repo_paths import REPO
 
 from mogulflow.api.client import AsyncChartMogulClient, ChartMogulClient
 from mogulflow.merge import (
@@ -104,13 +104,26 @@ def add_conversion(
     )
 
 
-def pay_later(sandbox, seconds: float, billing_ds: str, billing_id: str) -> threading.Timer:
-    """The billing integration creates the paying customer `seconds` from now."""
-    timer = threading.Timer(
-        seconds, lambda: sandbox.state.create_customer(data_source_uuid=billing_ds, external_id=billing_id)
-    )
-    timer.start()
-    return timer
+def pay_after_lookups(sandbox, billing_ds: str, billing_id: str, lookups: int = 1) -> threading.Thread:
+    """The billing integration creates the paying customer once mogulflow has looked for it in vain
+    `lookups` times (so the wait is exercised whatever the machine's speed)."""
+
+    def lookups_so_far() -> int:
+        return sum(
+            1
+            for r in sandbox.requests
+            if r.method == "GET" and r.path == "/v1/customers" and f"external_id={billing_id}" in r.query
+        )
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while lookups_so_far() < lookups and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sandbox.state.create_customer(data_source_uuid=billing_ds, external_id=billing_id)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
 
 
 def run_merge(
@@ -214,14 +227,17 @@ def test_paying_customers_that_appear_during_the_wait_are_merged(
         sync_lead(warehouse, client, leads_ds, lead_id)
         add_conversion(warehouse, lead_id, stripe_ds, billing_id)
     sandbox.state.create_customer(data_source_uuid=stripe_ds, external_id="cus_1")
-    timers = [pay_later(sandbox, 0.4, stripe_ds, "cus_2"), pay_later(sandbox, 0.9, stripe_ds, "cus_3")]
+    billing = [
+        pay_after_lookups(sandbox, stripe_ds, "cus_2", 1),
+        pay_after_lookups(sandbox, stripe_ds, "cus_3", 2),
+    ]
 
-    summary, merged = run_merge(warehouse, client, sandbox, leads_ds, interval=0.2, timeout=5)
+    summary, merged = run_merge(warehouse, client, sandbox, leads_ds, interval=0.2, timeout=10)
 
-    for timer in timers:
-        timer.join()
+    for thread in billing:
+        thread.join()
     assert summary.counts[Entity.CONVERSION].created == 3
-    assert merged["lookup"]["polls"] >= 3  # found over several lookups, not at the first one
+    assert merged["lookup"]["polls"] == 3  # cus_3 was missed twice, found at the third lookup
     for lead_id, billing_id in (("L1", "cus_1"), ("L2", "cus_2"), ("L3", "cus_3")):
         assert eventually(
             lambda lead=lead_id, bill=billing_id: merged_into(sandbox, leads_ds, lead, stripe_ds, bill)
