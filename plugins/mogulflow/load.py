@@ -244,7 +244,12 @@ def _load_objects(
         )
 
     def patch(item: PlannedUpdate) -> WriteResult:
-        update(item.chartmogul_uuid, dict(item.changed_fields))
+        uuid = item.chartmogul_uuid
+        if uuid is None:
+            # Written by a bulk import, which does not answer with uuids: upsert finds it by external id.
+            uuid = upsert(item.payload.to_api(data_source_uuid)).uuid
+        else:
+            update(uuid, dict(item.changed_fields))
         return WriteResult(
             UPDATED,
             (
@@ -253,7 +258,7 @@ def _load_objects(
                     data_source_uuid,
                     item.payload.external_id,
                     run_id,
-                    uuid=item.chartmogul_uuid,
+                    uuid=uuid,
                     digest=item.content_hash,
                     payload=item.payload.fields(),
                 ),
@@ -373,6 +378,7 @@ def load_trial_invoices(
         (c.payload, c.content_hash, None) for c in plan.creates
     ] + [(u.payload, u.content_hash, u.chartmogul_uuid) for u in plan.updates]
 
+    updated_ids = {u.payload.external_id for u in plan.updates}
     by_customer: dict[str, list[tuple[TrialInvoice, str, str | None]]] = defaultdict(list)
     writes: list[tuple[Sequence[str], Callable[[], WriteResult | list[WriteResult]]]] = []
     for invoice, digest, old_uuid in items:
@@ -394,6 +400,11 @@ def load_trial_invoices(
         results: list[WriteResult] = []
         replaced: set[str] = set()
         for invoice, _digest, old_uuid in group:
+            if old_uuid is None and invoice.external_id in updated_ids:
+                found = client.find_invoice(data_source_uuid, invoice.external_id)  # bulk-imported
+                old_uuid = found["uuid"] if found else None
+                if old_uuid is None:
+                    replaced.add(invoice.external_id)  # gone from ChartMogul: import it again
             if old_uuid is not None:
                 try:
                     client.delete_invoice(old_uuid)
@@ -404,7 +415,7 @@ def load_trial_invoices(
                         )
                         continue
                 replaced.add(invoice.external_id)
-        sendable = [g for g in group if g[2] is None or g[0].external_id in replaced]
+        sendable = [g for g in group if g[0].external_id not in updated_ids or g[0].external_id in replaced]
         if not sendable:
             return results
         bodies = [
@@ -481,3 +492,407 @@ def uuids_by_external_id(entries: Iterable[StateEntry]) -> dict[str, str]:
     return {
         e.external_id: e.chartmogul_uuid for e in entries if e.chartmogul_uuid and e.status != STATUS_FAILED
     }
+
+
+# ---- bulk path ---------------------------------------------------------------------------------
+# Above BULK_THRESHOLD new objects, creates go through JSON imports (one request per few hundred
+# customers instead of one per customer); updates and small loads stay per object.
+
+BULK_THRESHOLD_ENV = "MOGULFLOW_BULK_THRESHOLD"
+DEFAULT_BULK_THRESHOLD = 500
+BULK_CUSTOMERS_PER_IMPORT = 500
+BULK_INVOICES_PER_IMPORT = 1000
+BULK_POLL_SECONDS = 2.0
+BULK_TIMEOUT_SECONDS = 1800.0
+
+
+def bulk_threshold() -> int:
+    """New objects from which a load uses JSON imports (`$MOGULFLOW_BULK_THRESHOLD`; 0 = never)."""
+    import os
+
+    value = os.environ.get(BULK_THRESHOLD_ENV, "").strip()
+    return int(value) if value else DEFAULT_BULK_THRESHOLD
+
+
+def uses_bulk(plan: SyncPlan, threshold: int | None = None) -> bool:
+    """Whether the plan's creates are many enough for the bulk path."""
+    limit = bulk_threshold() if threshold is None else threshold
+    return limit > 0 and len(plan.creates) >= limit
+
+
+def import_external_id(run_id: str, entity: Entity, external_ids: Iterable[str]) -> str:
+    """A deterministic id for one JSON import: a retried task re-submitting the same chunk gets
+    'already taken' and follows the first submission instead of importing twice."""
+    import hashlib
+
+    digest = hashlib.sha256("\n".join([run_id, str(entity), *external_ids]).encode()).hexdigest()
+    return f"mogulflow-{entity}-{digest[:24]}"
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    """What the bulk path did, and the creates it handed back for the per-object path."""
+
+    result: LoadResult
+    leftover: tuple[PlannedCreate, ...]
+
+
+def combine(first: LoadResult, second: LoadResult) -> LoadResult:
+    """Two partial loads of one entity as one result."""
+    return LoadResult(
+        first.entity,
+        created=first.created + second.created,
+        updated=first.updated + second.updated,
+        unchanged=first.unchanged + second.unchanged,
+        failed=first.failed + second.failed,
+        errors=first.errors + second.errors,
+        aborted=first.aborted or second.aborted,
+    )
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _part_failure(part: Mapping[str, Any] | None, external_id: str) -> str | None:
+    """The error text a JSON import's status_details part gives for one record, if it failed."""
+    if part is None:
+        return "not reported by the JSON import"
+    if part.get("status") != "failed":
+        return None
+    errors = part.get("errors") or {}
+    if isinstance(errors, Mapping) and external_id in errors:
+        return str(errors[external_id])
+    if isinstance(errors, Mapping) and errors and all(isinstance(v, Mapping) for v in errors.values()):
+        return None  # the part lists other records' failures, not this one's
+    return str(errors) or "failed in the JSON import"
+
+
+def bulk_create_customers(
+    client: Any,
+    creates: Sequence[PlannedCreate],
+    *,
+    data_source_uuid: str,
+    run_id: str,
+    checkpoint: Checkpoint,
+) -> BulkOutcome:
+    """Create customers through JSON imports, chunk by chunk, then read their uuids back.
+
+    A server without the bulk endpoint hands every remaining create back as `leftover`.
+    """
+    from mogulflow.api.errors import BulkImportUnsupportedError
+
+    tally = _Tally(Entity.LEAD, len(creates))
+    imported: list[PlannedCreate] = []
+    leftover: list[PlannedCreate] = []
+    aborted: str | None = None
+    for number, chunk in enumerate(_chunks(list(creates), BULK_CUSTOMERS_PER_IMPORT)):
+        if aborted is not None or leftover:
+            if aborted is None:
+                leftover.extend(chunk)  # the endpoint is missing: the per-object path takes the rest
+            else:
+                for item in chunk:
+                    tally.add(
+                        _failure(
+                            Entity.LEAD,
+                            data_source_uuid,
+                            run_id,
+                            item.payload.external_id,
+                            None,
+                            RuntimeError(f"not attempted, the load stopped early: {aborted}"),
+                        )
+                    )
+            continue
+        ids = [item.payload.external_id for item in chunk]
+        customers = []
+        for item in chunk:
+            body = item.payload.to_api(data_source_uuid)
+            body.pop("data_source_uuid", None)  # in the path
+            customers.append(body)
+        payload = {"external_id": import_external_id(run_id, Entity.LEAD, ids), "customers": customers}
+        try:
+            answer = client.run_json_import(
+                data_source_uuid, payload, poll_interval=BULK_POLL_SECONDS, timeout=BULK_TIMEOUT_SECONDS
+            )
+        except BulkImportUnsupportedError:
+            log.info("The API has no JSON import endpoint: creating customers one by one instead.")
+            leftover.extend(chunk)
+            continue
+        except CircuitOpenError as error:
+            aborted = str(error)
+            for item in chunk:
+                tally.add(
+                    _failure(Entity.LEAD, data_source_uuid, run_id, item.payload.external_id, None, error)
+                )
+            continue
+        except Exception as error:  # the whole chunk failed: its rows fail, the next run retries them
+            for item in chunk:
+                tally.add(
+                    _failure(Entity.LEAD, data_source_uuid, run_id, item.payload.external_id, None, error)
+                )
+            continue
+        details = answer.get("status_details") or {}
+        for item in chunk:
+            external_id = item.payload.external_id
+            problem = _part_failure((details.get(external_id) or {}).get("customers"), external_id)
+            if problem is None:
+                imported.append(item)
+                tally.add(
+                    WriteResult(
+                        CREATED,
+                        (
+                            _entry(
+                                Entity.LEAD,
+                                data_source_uuid,
+                                external_id,
+                                run_id,
+                                uuid=None,
+                                digest=item.content_hash,
+                                payload=item.payload.fields(),
+                            ),
+                        ),
+                    )
+                )
+            else:
+                tally.add(
+                    _failure(
+                        Entity.LEAD,
+                        data_source_uuid,
+                        run_id,
+                        external_id,
+                        None,
+                        RuntimeError(f"JSON import {payload['external_id']}: {problem}"),
+                    )
+                )
+        checkpoint(list(tally.pending))
+        tally.pending.clear()
+        log.info("lead (bulk): import %d done, %d/%d rows", number + 1, tally.done, tally.planned)
+    if imported:
+        # JSON imports do not answer with uuids: one listing of the data source (200 per page) does.
+        wanted = {item.payload.external_id: item for item in imported}
+        entries = []
+        for customer in client.iter_customers(data_source_uuid=data_source_uuid):
+            item = wanted.get(customer.get("external_id"))
+            if item is not None:
+                entries.append(
+                    _entry(
+                        Entity.LEAD,
+                        data_source_uuid,
+                        item.payload.external_id,
+                        run_id,
+                        uuid=customer["uuid"],
+                        digest=item.content_hash,
+                        payload=item.payload.fields(),
+                    )
+                )
+        checkpoint(entries)
+    return BulkOutcome(_result(tally, aborted), tuple(leftover))
+
+
+def bulk_import_trial_invoices(
+    client: Any,
+    creates: Sequence[PlannedCreate],
+    *,
+    data_source_uuid: str,
+    run_id: str,
+    synced_leads: set[str],
+    synced_plans: set[str],
+    checkpoint: Checkpoint,
+) -> BulkOutcome:
+    """Import new trial invoices through JSON imports, all of a customer's in the same import.
+
+    Trials whose customer or plan is not synced fail (retried next run); a server without the bulk
+    endpoint hands the remaining creates back as `leftover`.
+    """
+    from mogulflow.api.errors import BulkImportUnsupportedError
+
+    entity = Entity.TRIAL
+    tally = _Tally(entity, len(creates))
+    by_customer: dict[str, list[PlannedCreate]] = defaultdict(list)
+    for item in creates:
+        invoice: TrialInvoice = item.payload
+        if invoice.customer_external_id not in synced_leads or invoice.plan_external_id not in synced_plans:
+            missing = (
+                f"customer {invoice.customer_external_id}"
+                if invoice.customer_external_id not in synced_leads
+                else f"plan {invoice.plan_external_id}"
+            )
+            tally.add(
+                _failure(
+                    entity,
+                    data_source_uuid,
+                    run_id,
+                    invoice.external_id,
+                    None,
+                    LookupError(f"{missing} is not synced to ChartMogul yet"),
+                )
+            )
+            continue
+        by_customer[invoice.customer_external_id].append(item)
+
+    chunks: list[list[PlannedCreate]] = [[]]
+    for group in by_customer.values():
+        if chunks[-1] and len(chunks[-1]) + len(group) > BULK_INVOICES_PER_IMPORT:
+            chunks.append([])
+        chunks[-1].extend(group)
+    leftover: list[PlannedCreate] = []
+    aborted: str | None = None
+    for chunk in (c for c in chunks if c):
+        if aborted is not None or leftover:
+            if aborted is not None:
+                for item in chunk:
+                    tally.add(
+                        _failure(
+                            entity,
+                            data_source_uuid,
+                            run_id,
+                            item.payload.external_id,
+                            None,
+                            RuntimeError(f"not attempted, the load stopped early: {aborted}"),
+                        )
+                    )
+            else:
+                leftover.extend(chunk)
+            continue
+        invoices, line_items = [], []
+        for item in chunk:
+            body = item.payload.to_api(plan_uuid="", data_source_uuid=data_source_uuid)
+            body.pop("data_source_uuid", None)
+            for line in body.pop("line_items"):
+                line.pop("plan_uuid", None)
+                line_items.append(
+                    {
+                        **line,
+                        "invoice_external_id": item.payload.external_id,
+                        "plan_external_id": item.payload.plan_external_id,
+                    }
+                )
+            invoices.append(body)
+        ids = [item.payload.external_id for item in chunk]
+        payload = {
+            "external_id": import_external_id(run_id, entity, ids),
+            "invoices": invoices,
+            "line_items": line_items,
+        }
+        try:
+            answer = client.run_json_import(
+                data_source_uuid, payload, poll_interval=BULK_POLL_SECONDS, timeout=BULK_TIMEOUT_SECONDS
+            )
+        except BulkImportUnsupportedError:
+            log.info("The API has no JSON import endpoint: importing trial invoices per customer instead.")
+            leftover.extend(chunk)
+            continue
+        except CircuitOpenError as error:
+            aborted = str(error)
+            for item in chunk:
+                tally.add(_failure(entity, data_source_uuid, run_id, item.payload.external_id, None, error))
+            continue
+        except Exception as error:
+            for item in chunk:
+                tally.add(_failure(entity, data_source_uuid, run_id, item.payload.external_id, None, error))
+            continue
+        details = answer.get("status_details") or {}
+        for item in chunk:
+            invoice = item.payload
+            parts = details.get(invoice.customer_external_id) or {}
+            problem = _part_failure(parts.get("invoices"), invoice.external_id) or (
+                _part_failure(parts["line_items"], invoice.external_id) if "line_items" in parts else None
+            )
+            if problem is not None and "already exists" in problem:
+                problem = None  # an earlier attempt of ours imported it: done, not doubled
+            if problem is None:
+                tally.add(
+                    WriteResult(
+                        CREATED,
+                        (
+                            _entry(
+                                entity,
+                                data_source_uuid,
+                                invoice.external_id,
+                                run_id,
+                                uuid=None,
+                                digest=item.content_hash,
+                                payload=invoice.fields(),
+                            ),
+                        ),
+                    )
+                )
+            else:
+                tally.add(
+                    _failure(
+                        entity,
+                        data_source_uuid,
+                        run_id,
+                        invoice.external_id,
+                        None,
+                        RuntimeError(f"JSON import {payload['external_id']}: {problem}"),
+                    )
+                )
+        checkpoint(list(tally.pending))
+        tally.pending.clear()
+        log.info("trial (bulk): %d/%d rows done", tally.done, tally.planned)
+    if tally.pending:
+        checkpoint(list(tally.pending))
+        tally.pending.clear()
+    return BulkOutcome(_result(tally, aborted), tuple(leftover))
+
+
+# ---- first contact -----------------------------------------------------------------------------
+
+_CUSTOMER_FIELDS = (
+    "name",
+    "email",
+    "country",
+    "state",
+    "city",
+    "zip",
+    "lead_created_at",
+    "free_trial_started_at",
+)
+_TIMESTAMP_FIELDS = {"lead_created_at", "free_trial_started_at"}
+
+
+def _api_time(value: Any) -> str | None:
+    """An API timestamp ("2025-01-02T09:00:00.000Z") in the form mogulflow sends and hashes."""
+    from mogulflow.transform import format_api_time
+
+    if value in (None, ""):
+        return None
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return format_api_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def customer_fields_from_api(customer: Mapping[str, Any]) -> dict[str, Any]:
+    """The synced fields of a customer as the API returns it, in `CustomerPayload.fields()` form."""
+    fields: dict[str, Any] = {}
+    for name in _CUSTOMER_FIELDS:
+        value = customer.get(name)
+        fields[name] = _api_time(value) if name in _TIMESTAMP_FIELDS else (None if value == "" else value)
+    return fields
+
+
+def read_customer_state(client: Any, *, data_source_uuid: str, run_id: str) -> dict[str, StateEntry]:
+    """Rebuild the customers' sync state from the API by listing the data source (200 per page).
+
+    Used when the state is empty but the data source may already hold customers (a re-install, a
+    lost state table): what is there already is compared, not created again or looked up one by one.
+    """
+    from mogulflow.transform import content_hash
+
+    entries: dict[str, StateEntry] = {}
+    for customer in client.iter_customers(data_source_uuid=data_source_uuid):
+        external_id = customer.get("external_id")
+        if not external_id:
+            continue
+        fields = customer_fields_from_api(customer)
+        entries[external_id] = _entry(
+            Entity.LEAD,
+            data_source_uuid,
+            external_id,
+            run_id,
+            uuid=customer["uuid"],
+            digest=content_hash(fields),
+            payload=fields,
+        )
+    return entries

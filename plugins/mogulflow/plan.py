@@ -30,7 +30,6 @@ class PlannedCreate:
 
     payload: Any
     content_hash: str
-    known_uuid: str | None = None  # set when an earlier write got a uuid but did not finish
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class PlannedUpdate:
 
     payload: Any
     content_hash: str
-    chartmogul_uuid: str
+    chartmogul_uuid: str | None  # None after a bulk import, which does not answer with uuids
     changed_fields: Mapping[str, Any]
 
 
@@ -74,16 +73,17 @@ def plan_sync(entity: Entity, payloads: Iterable[Payload], state: Mapping[str, S
         fields = payload.fields()
         digest = content_hash(fields)
         entry = state.get(payload.external_id)
-        if entry is None or entry.chartmogul_uuid is None:
+        failed = entry is not None and entry.status == STATUS_FAILED
+        if entry is None or (failed and entry.chartmogul_uuid is None):
             creates.append(PlannedCreate(payload, digest))
-        elif entry.status != STATUS_FAILED and entry.content_hash == digest:
+        elif not failed and entry.content_hash == digest:
             unchanged.append(payload.external_id)
         else:
             diff = changed_fields(entry.payload, fields)
-            if not diff and entry.status != STATUS_FAILED:
+            if not diff and not failed:
                 unchanged.append(payload.external_id)
             else:
                 # A failed update is re-sent whole: we cannot know which of its fields landed.
-                sent = dict(fields) if entry.status == STATUS_FAILED else diff
+                sent = dict(fields) if failed else diff
                 updates.append(PlannedUpdate(payload, digest, entry.chartmogul_uuid, sent))
     return SyncPlan(entity, tuple(creates), tuple(updates), tuple(unchanged))

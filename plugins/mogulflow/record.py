@@ -159,10 +159,13 @@ def load_state(warehouse: Warehouse, entity: Entity, data_source_uuid: str) -> d
 
 
 def synced_ids(warehouse: Warehouse, entity: Entity, data_source_uuid: str) -> set[str]:
-    """External ids of one entity that mogulflow has synced into the data source (merged included)."""
+    """External ids of one entity that mogulflow has synced into the data source (merged included).
+
+    A JSON import's records count even before their uuid was read back: they exist all the same.
+    """
     frame = warehouse.query_frame(
         f"SELECT external_id FROM {STATE_TABLE} WHERE entity = :entity "
-        "AND data_source_uuid = :data_source_uuid AND chartmogul_uuid IS NOT NULL AND status <> :failed",
+        "AND data_source_uuid = :data_source_uuid AND status <> :failed",
         {"entity": str(entity), "data_source_uuid": data_source_uuid, "failed": STATUS_FAILED},
     )
     return set(frame["external_id"].tolist())

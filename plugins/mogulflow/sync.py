@@ -18,7 +18,18 @@ import pandas as pd
 
 from mogulflow import staging
 from mogulflow.extract import extract_entity
-from mogulflow.load import LoadResult, load_customers, load_plans, load_trial_invoices, uuids_by_external_id
+from mogulflow.load import (
+    LoadResult,
+    bulk_create_customers,
+    bulk_import_trial_invoices,
+    combine,
+    load_customers,
+    load_plans,
+    load_trial_invoices,
+    read_customer_state,
+    uses_bulk,
+    uuids_by_external_id,
+)
 from mogulflow.model import Entity, EntityCounts, RejectedRow, RunSummary, ValidationResult, Window
 from mogulflow.plan import SyncPlan, plan_sync
 from mogulflow.record import (
@@ -414,18 +425,37 @@ def upsert_customers(
     leads = staging.read_frame(extract_report[str(Entity.LEAD)]["valid_path"])
     trials = staging.read_frame(extract_report[str(Entity.TRIAL)]["valid_path"])
     state = load_state(warehouse, Entity.LEAD, data_source_uuid) if data_source_uuid else {}
+    if data_source_uuid and not state and not leads.empty:
+        # First contact (a re-install, a lost state table): learn what the data source already holds.
+        state = read_customer_state(client, data_source_uuid=data_source_uuid, run_id=settings.run_id)
+        if state:
+            log.info(
+                "Sync state was empty; %d customers found in the data source: comparing, not creating.",
+                len(state),
+            )
+            if not settings.dry_run:
+                save_state(warehouse, list(state.values()))
     plan = plan_sync(Entity.LEAD, _customer_payloads(leads, trials, state), state)
     if settings.dry_run:
         return _dry_run_report(plan)
+    ds = _required(data_source_uuid)
+    checkpoint = _checkpoint(warehouse)
+    bulk = None
+    if uses_bulk(plan):
+        log.info("%d new customers: creating them through JSON imports.", len(plan.creates))
+        bulk = bulk_create_customers(
+            client, plan.creates, data_source_uuid=ds, run_id=settings.run_id, checkpoint=checkpoint
+        )
+        plan = dataclasses.replace(plan, creates=bulk.leftover)
     result = load_customers(
         client,
         plan,
-        data_source_uuid=_required(data_source_uuid),
+        data_source_uuid=ds,
         run_id=settings.run_id,
-        checkpoint=_checkpoint(warehouse),
+        checkpoint=checkpoint,
         max_workers=_workers(client),
     )
-    return _load_report(result)
+    return _load_report(combine(bulk.result, result) if bulk else result)
 
 
 def import_trial_invoices(
@@ -443,6 +473,20 @@ def import_trial_invoices(
     if settings.dry_run:
         return _dry_run_report(plan)
     ds = _required(data_source_uuid)
+    checkpoint = _checkpoint(warehouse)
+    bulk = None
+    if uses_bulk(plan):
+        log.info("%d new trial invoices: importing them through JSON imports.", len(plan.creates))
+        bulk = bulk_import_trial_invoices(
+            client,
+            plan.creates,
+            data_source_uuid=ds,
+            run_id=settings.run_id,
+            synced_leads=synced_ids(warehouse, Entity.LEAD, ds),
+            synced_plans=synced_ids(warehouse, Entity.PLAN, ds),
+            checkpoint=checkpoint,
+        )
+        plan = dataclasses.replace(plan, creates=bulk.leftover)
     result = load_trial_invoices(
         client,
         plan,
@@ -450,10 +494,10 @@ def import_trial_invoices(
         run_id=settings.run_id,
         customer_uuid_by_lead=uuids_by_external_id(load_state(warehouse, Entity.LEAD, ds).values()),
         plan_uuid_by_plan=uuids_by_external_id(load_state(warehouse, Entity.PLAN, ds).values()),
-        checkpoint=_checkpoint(warehouse),
+        checkpoint=checkpoint,
         max_workers=_workers(client),
     )
-    return _load_report(result)
+    return _load_report(combine(bulk.result, result) if bulk else result)
 
 
 def _required(data_source_uuid: str | None) -> str:
