@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from conftest import FAST_RETRY
+from api_test_support import FAST_RETRY
 from fake_api import (
     AFTER_500,
     AFTER_DROP,

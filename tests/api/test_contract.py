@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import SANDBOX_KEY, sandbox_client
+from api_test_support import SANDBOX_KEY, sandbox_client
 
 from mogulflow.api import (
     AsyncChartMogulClient,

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SANDBOX_KEY
+from api_test_support import SANDBOX_KEY
 
 from mogulflow.sandbox import Faults
 
