@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mogulflow.api.errors import ChartMogulError, CircuitOpenError
+from mogulflow.api.errors import AuthenticationError, ChartMogulError, CircuitOpenError
 from mogulflow.model import Entity, RowError
 from mogulflow.plan import PlannedCreate, PlannedUpdate, SyncPlan
 from mogulflow.record import STATUS_FAILED, STATUS_SYNCED, StateEntry
 from mogulflow.transform import TrialInvoice
 
 log = logging.getLogger(__name__)
+
+# Errors that say the whole load cannot succeed: stop at once instead of failing row after row.
+LOAD_STOPPERS = (CircuitOpenError, AuthenticationError)
 
 DEFAULT_CHECKPOINT_ROWS = 200
 PROGRESS_EVERY_ROWS = 500
@@ -171,7 +174,7 @@ def _run_writes(
                 ids = in_flight.pop(future)
                 try:
                     outcome = future.result()
-                except CircuitOpenError as error:
+                except LOAD_STOPPERS as error:
                     aborted = aborted or str(error)
                     for external_id in ids:
                         tally.add(fail(external_id, error))
@@ -271,7 +274,7 @@ def _load_objects(
         def run() -> WriteResult:
             try:
                 return call()
-            except CircuitOpenError:
+            except LOAD_STOPPERS:
                 raise
             except Exception as error:
                 return _failure(entity, data_source_uuid, run_id, external_id, uuid, error)
@@ -424,7 +427,7 @@ def load_trial_invoices(
         ]
         try:
             answer = client.import_invoices(customer_uuid, bodies)
-        except CircuitOpenError:
+        except LOAD_STOPPERS:
             raise
         except Exception as error:
             return results + [
@@ -619,7 +622,7 @@ def bulk_create_customers(
             log.info("The API has no JSON import endpoint: creating customers one by one instead.")
             leftover.extend(chunk)
             continue
-        except CircuitOpenError as error:
+        except LOAD_STOPPERS as error:
             aborted = str(error)
             for item in chunk:
                 tally.add(
@@ -783,7 +786,7 @@ def bulk_import_trial_invoices(
             log.info("The API has no JSON import endpoint: importing trial invoices per customer instead.")
             leftover.extend(chunk)
             continue
-        except CircuitOpenError as error:
+        except LOAD_STOPPERS as error:
             aborted = str(error)
             for item in chunk:
                 tally.add(_failure(entity, data_source_uuid, run_id, item.payload.external_id, None, error))
