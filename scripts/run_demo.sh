@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BIN=$ROOT/.venv/bin
-DEMO=$ROOT/var/demo
+DEMO=${MOGULFLOW_DEMO_DIR:-$ROOT/var/demo}
 mkdir -p "$DEMO"
 
 export AIRFLOW_HOME=$DEMO/airflow
