@@ -505,3 +505,25 @@ def test_run_whose_merge_step_never_ran_counts_its_valid_conversions_as_failed()
     counts = summary.counts[Entity.CONVERSION]
     assert (counts.extracted, counts.rejected, counts.failed, counts.accounted) == (4, 1, 3, 4)
     assert summary.outcome == "failed"
+
+
+def test_trigger_rebuilds_from_what_it_serializes():
+    import importlib
+
+    from mogulflow.merge_wait import PayingCustomersTrigger
+
+    trigger = PayingCustomersTrigger(
+        keys=[BillingKey("ds", "c1").to_xcom()],
+        found=[PayingCustomer(BillingKey("ds", "c0"), "u0").to_xcom()],
+        polls=1,
+        started_at=1.0,
+        deadline=1201.0,
+        interval=60.0,
+    )
+    path, kwargs = trigger.serialize()
+    module, _, name = path.rpartition(".")
+
+    rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
+
+    assert rebuilt.serialize() == (path, kwargs)
+    assert "password" not in repr(kwargs) and "api_key" not in repr(kwargs)
