@@ -52,3 +52,51 @@ def sandbox() -> Iterator:
 
     with SandboxServer(port=0) as server:
         yield server
+
+
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+# The machine's own start command for its PostgreSQL cluster (Debian's pg_ctlcluster).
+POSTGRES_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+
+def _postgres_is_up() -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(dbname="postgres", connect_timeout=3, **POSTGRES).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> dict:
+    """The local PostgreSQL server (trust auth), started with the machine's command if it is down."""
+    import subprocess
+    import time
+
+    if not _postgres_is_up():
+        subprocess.run(POSTGRES_START, shell=True, check=False, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        while not _postgres_is_up():
+            if time.monotonic() > deadline:
+                pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is down and `{POSTGRES_START}` did not start it")
+            time.sleep(0.5)
+    return dict(POSTGRES)
+
+
+@pytest.fixture
+def postgres_database(postgres_server: dict) -> Iterator[dict]:
+    """A throwaway database on the local server, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"mogulflow_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dbname="postgres", autocommit=True, **postgres_server) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {**postgres_server, "dbname": name}
+    finally:
+        with psycopg.connect(dbname="postgres", autocommit=True, **postgres_server) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

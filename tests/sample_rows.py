@@ -46,3 +46,15 @@ def build_warehouse(path) -> None:
     connection.executemany("INSERT INTO plans VALUES (?, ?, ?, ?, ?)", PLANS)
     connection.executemany("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", TRIALS)
     connection.close()
+
+
+def build_postgres_warehouse(dsn: dict) -> None:
+    """The same rows in a PostgreSQL database."""
+    import psycopg
+
+    with psycopg.connect(**dsn) as connection:
+        connection.execute((REPO / "include" / "sql" / "schema.sql").read_text())
+        with connection.cursor() as cursor:
+            cursor.executemany("INSERT INTO leads VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", LEADS)
+            cursor.executemany("INSERT INTO plans VALUES (%s, %s, %s, %s, %s)", PLANS)
+            cursor.executemany("INSERT INTO trials VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", TRIALS)

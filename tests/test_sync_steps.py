@@ -105,7 +105,7 @@ def test_bulk_imported_objects_are_left_alone_by_the_next_run(monkeypatch, sandb
     assert (reports["upsert_customers"]["unchanged"], reports["import_trial_invoices"]["unchanged"]) == (4, 3)
 
 
-def test_first_contact_with_a_filled_data_source_compares_instead_of_creating(sandbox, client, warehouse_path):
+def test_first_contact_with_a_filled_data_source_compares_not_creates(sandbox, client, warehouse_path):
     run_sync(warehouse_path, client, "first")
     execute(warehouse_path, "DELETE FROM mogulflow_sync_state WHERE entity = 'lead'")  # a lost state table
     seen = len(sandbox.requests)
