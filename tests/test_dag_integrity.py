@@ -89,3 +89,28 @@ def test_dag_file_parses_fast_without_heavy_imports():
     assert time.perf_counter() - started < 60
     imported = result.stdout.strip().splitlines()[-1].split(",")
     assert not {"pandera", "mogulflow.sync", "duckdb"} & set(imported)
+
+
+def test_merge_dag_is_registered_with_the_contract_params_and_a_one_day_interval(dagbag):
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    dag = dagbag.dags["chartmogul_merge_converted_leads"]
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    assert dag.doc_md
+    expected = {
+        "full_refresh": False,
+        "start": None,
+        "end": None,
+        "data_source_name": "Leads",
+        "lookup_interval_seconds": 60,
+        "lookup_timeout_seconds": 1200,
+    }
+    for name, default in expected.items():
+        assert dag.params[name] == default, name
+        assert dag.params.get_param(name).description, f"param {name} has no description"
+
+
+def test_merge_dag_writes_to_chartmogul_only_from_the_pool(dagbag):
+    dag = dagbag.dags["chartmogul_merge_converted_leads"]
+    assert dag.get_task("merge_customers").pool == "chartmogul_api"
+    assert "merge_customers" in dag.get_task("wait_for_paying_customers").downstream_task_ids

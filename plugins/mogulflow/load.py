@@ -264,6 +264,7 @@ def _load_objects(
                     uuid=uuid,
                     digest=item.content_hash,
                     payload=item.payload.fields(),
+                    status=item.status,
                 ),
             ),
         )

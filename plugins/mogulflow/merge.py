@@ -37,7 +37,7 @@ from mogulflow.record import (
     save_state,
     synced_ids,
 )
-from mogulflow.sync import RunSettings, _stage_result, resolve_settings, write_rejects
+from mogulflow.sync import RunSettings, resolve_settings, stage_validation_result, write_rejects
 from mogulflow.transform import content_hash
 from mogulflow.validate import PRESENT, validate_conversions
 from mogulflow.warehouse import Warehouse
@@ -274,7 +274,7 @@ def extract_and_validate_conversions(
     frame = extract_entity(warehouse, Entity.CONVERSION, run.window, data_source_uuid=data_source_uuid)
     known = synced_ids(warehouse, Entity.LEAD, data_source_uuid) if data_source_uuid else set()
     result = validate_conversions(frame, now=run.started_at, known_lead_ids=known)
-    part = _stage_result(run, result)
+    part = stage_validation_result(run, result)
     part["awaiting_lead"] = sorted({r.source_id for r in result.rejected if _waits_for_its_lead(r)})
     log.info(
         "conversions: extracted %d, valid %d, rejected %d%s",

@@ -6,12 +6,12 @@ seen, PATCH only the fields that changed, leave the rest alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mogulflow.model import Entity
-from mogulflow.record import STATUS_FAILED, StateEntry
+from mogulflow.record import STATUS_FAILED, STATUS_MERGED, STATUS_SYNCED, StateEntry
 from mogulflow.transform import content_hash
 
 
@@ -40,6 +40,7 @@ class PlannedUpdate:
     content_hash: str
     chartmogul_uuid: str | None  # None after a bulk import, which does not answer with uuids
     changed_fields: Mapping[str, Any]
+    status: str = STATUS_SYNCED  # what the state says after the write (a merged lead stays merged)
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,18 @@ def changed_fields(previous: Mapping[str, Any] | None, current: Mapping[str, Any
     return {name: value for name, value in current.items() if previous.get(name) != value}
 
 
-def plan_sync(entity: Entity, payloads: Iterable[Payload], state: Mapping[str, StateEntry]) -> SyncPlan:
-    """Split payloads into creates, updates (with only the changed fields) and unchanged ids."""
+def plan_sync(
+    entity: Entity,
+    payloads: Iterable[Payload],
+    state: Mapping[str, StateEntry],
+    *,
+    fields_after_merge: Collection[str] | None = None,
+) -> SyncPlan:
+    """Split payloads into creates, updates (with only the changed fields) and unchanged ids.
+
+    For entries merged into another record (a lead merged into its paying customer), only
+    `fields_after_merge` are sent: the surviving customer's own name and email are not ours to change.
+    """
     creates: list[PlannedCreate] = []
     updates: list[PlannedUpdate] = []
     unchanged: list[str] = []
@@ -80,10 +91,14 @@ def plan_sync(entity: Entity, payloads: Iterable[Payload], state: Mapping[str, S
             unchanged.append(payload.external_id)
         else:
             diff = changed_fields(entry.payload, fields)
+            merged = entry.status == STATUS_MERGED
+            if merged:
+                diff = {name: value for name, value in diff.items() if name in (fields_after_merge or ())}
             if not diff and not failed:
                 unchanged.append(payload.external_id)
             else:
                 # A failed update is re-sent whole: we cannot know which of its fields landed.
                 sent = dict(fields) if failed else diff
-                updates.append(PlannedUpdate(payload, digest, entry.chartmogul_uuid, sent))
+                status = STATUS_MERGED if merged else STATUS_SYNCED
+                updates.append(PlannedUpdate(payload, digest, entry.chartmogul_uuid, sent, status))
     return SyncPlan(entity, tuple(creates), tuple(updates), tuple(unchanged))

@@ -53,6 +53,8 @@ from mogulflow.warehouse import Warehouse
 log = logging.getLogger(__name__)
 
 LOADED_ENTITIES = (Entity.PLAN, Entity.LEAD, Entity.TRIAL)
+# What a lead still owns once merged into its paying customer: the funnel dates.
+LEAD_DATE_FIELDS = ("lead_created_at", "free_trial_started_at")
 SAMPLE_SIZE = 5
 
 
@@ -198,7 +200,8 @@ def _rejects_frame(rejects: tuple[RejectedRow, ...]) -> pd.DataFrame:
     )
 
 
-def _stage_result(settings: RunSettings, result: ValidationResult) -> dict[str, Any]:
+def stage_validation_result(settings: RunSettings, result: ValidationResult) -> dict[str, Any]:
+    """Write one entity's valid rows and rejects to the run's staging folder; return its counts."""
     folder = staging.run_folder(settings.dag_id, settings.run_id)
     valid_path = staging.write_frame(folder / f"{result.entity}_valid.parquet", result.valid)
     rejects_path = staging.write_frame(
@@ -242,7 +245,9 @@ def extract_and_validate(
         known_lead_ids=set(leads.valid["lead_id"]) | synced_leads,
         known_plan_ids=set(plans.valid["plan_id"]) | synced_plans,
     )
-    report = {str(result.entity): _stage_result(settings, result) for result in (leads, plans, trials)}
+    report = {
+        str(result.entity): stage_validation_result(settings, result) for result in (leads, plans, trials)
+    }
     for entity, part in report.items():
         log.info(
             "%s: extracted %d, valid %d, rejected %d (%.1f%%)%s",
@@ -435,7 +440,9 @@ def upsert_customers(
             )
             if not settings.dry_run:
                 save_state(warehouse, list(state.values()))
-    plan = plan_sync(Entity.LEAD, _customer_payloads(leads, trials, state), state)
+    plan = plan_sync(
+        Entity.LEAD, _customer_payloads(leads, trials, state), state, fields_after_merge=LEAD_DATE_FIELDS
+    )
     if settings.dry_run:
         return _dry_run_report(plan)
     ds = _required(data_source_uuid)

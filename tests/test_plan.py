@@ -1,0 +1,86 @@
+"""Planning: what the load will create, update (with which fields) or leave alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from mogulflow.model import Entity
+from mogulflow.plan import plan_sync
+from mogulflow.record import STATUS_FAILED, STATUS_MERGED, STATUS_SYNCED, StateEntry
+from mogulflow.transform import CustomerPayload, content_hash
+
+NOW = datetime(2025, 5, 1, tzinfo=UTC)
+
+
+def customer(**changes) -> CustomerPayload:
+    fields = {
+        "external_id": "L1",
+        "name": "Acme",
+        "email": "ops@acme.example",
+        "country": "DE",
+        "state": None,
+        "city": "Berlin",
+        "zip": None,
+        "lead_created_at": None,
+        "free_trial_started_at": None,
+    }
+    return CustomerPayload(**{**fields, **changes})
+
+
+def state_of(payload: CustomerPayload, *, status: str = STATUS_SYNCED, uuid: str | None = "cus_1") -> dict:
+    fields = payload.fields()
+    entry = StateEntry(
+        Entity.LEAD, "ds_1", payload.external_id, uuid, content_hash(fields), fields, status, NOW, "r0"
+    )
+    return {payload.external_id: entry}
+
+
+def test_new_payload_is_created():
+    plan = plan_sync(Entity.LEAD, [customer()], {})
+    assert [c.payload.external_id for c in plan.creates] == ["L1"]
+
+
+def test_unchanged_payload_is_left_alone():
+    plan = plan_sync(Entity.LEAD, [customer()], state_of(customer()))
+    assert plan.unchanged == ("L1",) and not plan.creates and not plan.updates
+
+
+def test_changed_payload_updates_only_the_changed_fields():
+    plan = plan_sync(Entity.LEAD, [customer(email="new@acme.example")], state_of(customer()))
+    [update] = plan.updates
+    assert update.changed_fields == {"email": "new@acme.example"}
+    assert update.chartmogul_uuid == "cus_1"
+
+
+def test_failed_update_is_sent_whole_even_when_unchanged():
+    plan = plan_sync(Entity.LEAD, [customer()], state_of(customer(), status=STATUS_FAILED))
+    [update] = plan.updates
+    assert update.changed_fields == customer().fields()
+
+
+def test_failed_create_without_uuid_is_created_again():
+    plan = plan_sync(Entity.LEAD, [customer()], state_of(customer(), status=STATUS_FAILED, uuid=None))
+    assert len(plan.creates) == 1
+
+
+def test_merged_lead_sends_only_its_dates_to_the_surviving_customer():
+    changed = customer(name="Acme Renamed", lead_created_at=datetime(2025, 1, 2, tzinfo=UTC))
+    plan = plan_sync(
+        Entity.LEAD,
+        [changed],
+        state_of(customer(), status=STATUS_MERGED),
+        fields_after_merge=("lead_created_at", "free_trial_started_at"),
+    )
+    [update] = plan.updates
+    assert update.changed_fields == {"lead_created_at": "2025-01-02T00:00:00Z"}
+    assert update.status == STATUS_MERGED
+
+
+def test_merged_lead_with_only_profile_changes_is_left_alone():
+    plan = plan_sync(
+        Entity.LEAD,
+        [customer(name="Acme Renamed")],
+        state_of(customer(), status=STATUS_MERGED),
+        fields_after_merge=("lead_created_at", "free_trial_started_at"),
+    )
+    assert plan.unchanged == ("L1",)
