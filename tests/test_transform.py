@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import pandas as pd
 from builders import NOW, frame, lead, plan, trial
@@ -16,6 +17,7 @@ from mogulflow.transform import (
     build_plan_payloads,
     build_trial_invoices,
     content_hash,
+    format_api_time,
     resolve_lead_created_at,
 )
 from mogulflow.validate import validate_leads, validate_plans, validate_trials
@@ -275,3 +277,29 @@ def test_content_hash_of_rebuilt_payloads_is_unchanged():
     again = [content_hash(p.fields()) for p in build_customer_payloads(leads.copy(), valid_trials(trial()))]
 
     assert first == again
+
+
+def test_content_hash_is_the_sha256_of_sorted_compact_json_for_every_value_kind():
+    # The fast path for flat fields must give exactly what json.dumps gives, escapes included.
+    texts = ["", "Acme", 'say "hi"', "back\\slash", "line\nbreak\t\x00\x1f\x7f", "Müller €", "𝄞", "\u2028"]
+    values = [*texts, None, True, False, 0, -7, 2**70, 1.5, [1, "a"], {"nested": None}]
+    for number, value in enumerate(values):
+        fields = {"z": value, "a": texts[number % len(texts)], texts[-number % len(texts)]: None}
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+        assert content_hash(fields) == hashlib.sha256(canonical.encode("utf-8")).hexdigest(), fields
+
+
+def test_api_time_reads_like_strftime_in_utc():
+    moments = [
+        utc(2025, 3, 4, 5, 6, 7),
+        datetime(2025, 3, 4, 5, 6, 7, 999_999, tzinfo=UTC),
+        datetime(2025, 3, 4, 1, 0, 0, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2025, 12, 31, 23, 59, 59),
+        pd.Timestamp("2025-03-04 05:06:07.5", tz="UTC").to_pydatetime(),
+        utc(999, 1, 2, 3, 4, 5),
+    ]
+    for moment in moments:
+        in_utc = moment.astimezone(UTC) if moment.tzinfo else moment
+        assert format_api_time(moment) == in_utc.strftime("%Y-%m-%dT%H:%M:%SZ"), moment
+    assert format_api_time(None) is None

@@ -2,16 +2,19 @@
 
 Inputs are `ValidationResult.valid` frames (normalised: missing values are NA, timestamps UTC,
 country and currency upper-cased). Payloads are built by zipping column arrays, never through
-`DataFrame.to_dict`, so that a million leads take seconds.
+`DataFrame.to_dict`, so that a million leads take seconds (see docs/performance.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 
 import pandas as pd
 
@@ -22,9 +25,20 @@ def format_api_time(moment: datetime | None) -> str | None:
     """A UTC timestamp as ChartMogul expects it: 'YYYY-MM-DDTHH:MM:SSZ' (None stays None)."""
     if moment is None:
         return None
-    if moment.tzinfo is not None:
+    if moment.tzinfo is not None and moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    return moment.strftime(API_TIME_FORMAT)
+    if moment.year < 1000:  # strftime's %Y does not pad these; keep its exact form
+        return moment.strftime(API_TIME_FORMAT)
+    # Same text as strftime(API_TIME_FORMAT) in a third of the time (an f-string takes twice as
+    # long): it runs twice per payload and row.
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,23 +157,38 @@ def resolve_lead_created_at(leads: pd.DataFrame, trials: pd.DataFrame) -> pd.Ser
     return resolved.astype(leads["lead_created_at"].dtype)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a million acyclic objects are built.
+
+    Each payload is a container the collector tracks; building them one by one sets off collection
+    after collection over every object already built (about 60% of the build time at 1M rows).
+    Payloads hold no cycles, so nothing is left uncollected by pausing.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def build_customer_payloads(leads: pd.DataFrame, trials: pd.DataFrame) -> list[CustomerPayload]:
     """One `CustomerPayload` per valid lead, in row order, with `lead_created_at` resolved."""
-    return [
-        CustomerPayload(*row)
-        for row in zip(
-            _values(leads["lead_id"]),
-            _values(leads["company_name"]),
-            _values(leads["email"]),
-            _values(leads["country"]),
-            _values(leads["state"]),
-            _values(leads["city"]),
-            _values(leads["zip"]),
-            _values(resolve_lead_created_at(leads, trials)),
-            _values(leads["free_trial_started_at"]),
-            strict=True,
-        )
-    ]
+    columns = (
+        _values(leads["lead_id"]),
+        _values(leads["company_name"]),
+        _values(leads["email"]),
+        _values(leads["country"]),
+        _values(leads["state"]),
+        _values(leads["city"]),
+        _values(leads["zip"]),
+        _values(resolve_lead_created_at(leads, trials)),
+        _values(leads["free_trial_started_at"]),
+    )
+    with _collector_paused():
+        return [CustomerPayload(*row) for row in zip(*columns, strict=True)]
 
 
 def build_plan_payloads(plans: pd.DataFrame) -> list[PlanPayload]:
@@ -179,29 +208,51 @@ def build_plan_payloads(plans: pd.DataFrame) -> list[PlanPayload]:
 def build_trial_invoices(trials: pd.DataFrame) -> list[TrialInvoice]:
     """One `TrialInvoice` per valid trial, in row order; the subscription id falls back to the trial id."""
     subscription_ids = trials["subscription_id"].fillna(trials["trial_id"])
-    return [
-        TrialInvoice(*row)
-        for row in zip(
-            _values(trials["trial_id"]),
-            _values(trials["lead_id"]),
-            _values(trials["plan_id"]),
-            _values(subscription_ids),
-            _values(trials["started_at"]),
-            _values(trials["ends_at"]),
-            _values(trials["amount_in_cents"]),
-            _values(trials["currency"]),
-            _values(trials["quantity"]),
-            strict=True,
-        )
-    ]
+    columns = (
+        _values(trials["trial_id"]),
+        _values(trials["lead_id"]),
+        _values(trials["plan_id"]),
+        _values(subscription_ids),
+        _values(trials["started_at"]),
+        _values(trials["ends_at"]),
+        _values(trials["amount_in_cents"]),
+        _values(trials["currency"]),
+        _values(trials["quantity"]),
+    )
+    with _collector_paused():
+        return [TrialInvoice(*row) for row in zip(*columns, strict=True)]
 
 
 def content_hash(fields: Mapping[str, object]) -> str:
     """A stable sha256 (hex) of the fields as canonical JSON: keys sorted, no spaces, UTF-8."""
-    canonical = json.dumps(
-        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable
-    )
+    canonical = _flat_canonical_json(fields)
+    if canonical is None:
+        canonical = _CANONICAL_JSON.encode(fields)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _flat_canonical_json(fields: Mapping[str, object]) -> str | None:
+    """What `_CANONICAL_JSON.encode` gives for a flat mapping of str/int/bool/None (every payload's
+    `fields()`), built without the encoder's per-call set-up: content_hash runs once per row.
+    None for anything else (floats, nested values, datetimes, numpy scalars, non-str keys)."""
+    parts = []
+    for key in sorted(fields):
+        if type(key) is not str:
+            return None
+        value = fields[key]
+        kind = type(value)
+        if kind is str:
+            text = encode_basestring(value)
+        elif value is None:
+            text = "null"
+        elif kind is bool:
+            text = "true" if value else "false"
+        elif kind is int:
+            text = int.__repr__(value)
+        else:
+            return None
+        parts.append(f"{encode_basestring(key)}:{text}")
+    return "{" + ",".join(parts) + "}"
 
 
 def _jsonable(value: object) -> object:
@@ -210,6 +261,11 @@ def _jsonable(value: object) -> object:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     raise TypeError(f"cannot hash a {type(value).__name__} value: {value!r}")
+
+
+_CANONICAL_JSON = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable
+)
 
 
 def _values(column: pd.Series) -> list:
