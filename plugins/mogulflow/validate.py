@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -265,7 +265,9 @@ def _is_valid_email_address(address: str) -> bool:
 # --- the steps -----------------------------------------------------------------------------------
 
 
-def _validate(frame: pd.DataFrame, table: SourceTable, rules: Sequence[Rule]) -> ValidationResult:
+def _validate(
+    frame: pd.DataFrame | Iterable[pd.DataFrame], table: SourceTable, rules: Sequence[Rule]
+) -> ValidationResult:
     data = normalise(frame, table)
     winners, duplicates = _reduce_duplicates(data, table)
     failures = pd.concat([duplicates, _broken_rules(data, winners, table, rules)], ignore_index=True)
@@ -274,15 +276,29 @@ def _validate(frame: pd.DataFrame, table: SourceTable, rules: Sequence[Rule]) ->
     keep = winners.copy()
     keep[failures["position"].to_numpy()] = False
     valid = data.loc[keep].reset_index(drop=True)
-    return ValidationResult(entity=table.entity, valid=valid, rejected=rejected, extracted=len(frame))
+    return ValidationResult(entity=table.entity, valid=valid, rejected=rejected, extracted=len(data))
 
 
 # One row per broken rule of a rejected row; `order` sorts a row's failures (column order, then rule order).
 _FAILURE_COLUMNS = ["position", "order", "field", "rule", "found"]
 
 
-def normalise(frame: pd.DataFrame, table: SourceTable) -> pd.DataFrame:
-    """The contract's columns, typed: texts stripped (blank → missing), UTC timestamps, nullable ints."""
+def normalise(frame: pd.DataFrame | Iterable[pd.DataFrame], table: SourceTable) -> pd.DataFrame:
+    """The contract's columns, typed: texts stripped (blank → missing), UTC timestamps, nullable ints.
+
+    `frame` may also be the chunks of one extract, in order: each is normalised as it comes, so
+    the raw rows need not all sit in memory at once.
+    """
+    if isinstance(frame, pd.DataFrame):
+        return _normalise_frame(frame, table)
+    parts = [_normalise_frame(chunk, table) for chunk in frame]
+    rows = [part for part in parts if len(part)] or parts[:1]
+    if not rows:
+        raise ValueError(f"the {table.entity.value} extract gave no frame at all, not even an empty one")
+    return rows[0] if len(rows) == 1 else pd.concat(rows, ignore_index=True)
+
+
+def _normalise_frame(frame: pd.DataFrame, table: SourceTable) -> pd.DataFrame:
     missing = [c for c in table.columns if c not in frame.columns]
     if missing:
         raise ValueError(
@@ -297,10 +313,32 @@ def normalise(frame: pd.DataFrame, table: SourceTable) -> pd.DataFrame:
         elif column in table.integers:
             data[column] = pd.to_numeric(values, errors="coerce").astype("Int64")
         else:
-            text = values.astype("str").str.strip()
-            text = text.where(text != "")
-            data[column] = text.str.upper() if column in table.upper_cased else text
+            data[column] = _normalised_text(values, upper=column in table.upper_cased)
     return pd.DataFrame(data)
+
+
+# Rows looked at to tell a column of mostly distinct values from one of few repeated values.
+_CARDINALITY_SAMPLE = 10_000
+
+
+def _normalised_text(values: pd.Series, *, upper: bool) -> pd.Series:
+    """Stripped, blank → missing, optionally upper-cased.
+
+    In a column of few distinct values each is normalised once and equal values share one string
+    object: at a million rows `country` holds a handful of values, and an object per row costs ~55
+    bytes.
+    """
+    text = values.astype("str")
+    if text.iloc[:_CARDINALITY_SAMPLE].nunique() > _CARDINALITY_SAMPLE // 2:
+        distinct, codes = text, None  # ids, e-mails, names: hashing them first would only cost time
+    else:
+        codes, uniques = pd.factorize(text)
+        distinct = pd.Series(uniques, dtype=text.dtype)
+    distinct = distinct.str.strip()
+    distinct = distinct.where(distinct != "")
+    if upper:
+        distinct = distinct.str.upper()
+    return distinct if codes is None else pd.Series(distinct.array.take(codes, allow_fill=True))
 
 
 def _reduce_duplicates(data: pd.DataFrame, table: SourceTable) -> tuple[np.ndarray, pd.DataFrame]:
@@ -350,7 +388,8 @@ def _broken_rules(
         columns[column] = pa.Column(nullable=column not in table.required, checks=checks, name=column)
     schema = pa.DataFrameSchema(columns, checks=[r.to_check() for r in rules if r.row_level])
     try:
-        schema.validate(data.loc[rows], lazy=True)
+        # `data.loc[rows]` is a copy of our own: pandera need not copy it again
+        schema.validate(data.loc[rows], lazy=True, inplace=True)
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases
     else:
