@@ -141,6 +141,33 @@ def test_extract_without_a_contract_column_is_refused_with_the_column_named():
         validate_leads(frame(lead()).drop(columns=["email"]), now=NOW)
 
 
+def test_an_extract_validated_in_chunks_gives_what_the_whole_frame_gives():
+    rows = [
+        lead("L1", updated_at=datetime(2025, 3, 1)),
+        lead("L2", country=" de ", email="bad@"),
+        lead("L1", company_name="Acme (new)", updated_at=datetime(2025, 3, 3)),  # wins over the first
+        lead(None),
+        lead("L3", company_name="   ", state=" "),
+        lead("L2", updated_at=datetime(2025, 2, 1)),
+    ]
+    whole = validate_leads(frame(*rows), now=NOW)
+    chunked = validate_leads(iter([frame(*rows[:2]), frame(*rows[2:5]), frame(*rows[5:])]), now=NOW)
+
+    pd.testing.assert_frame_equal(chunked.valid, whole.valid)
+    assert chunked.rejected == whole.rejected
+    assert chunked.extracted == whole.extracted == 6
+
+
+def test_texts_of_a_many_rowed_column_are_normalised_like_those_of_a_short_one():
+    countries = [" us", "De ", "", None, "fr"] * 5000  # few distinct values: normalised once each
+    result = validate_leads(frame(*(lead(f"L{i}", country=c) for i, c in enumerate(countries))), now=NOW)
+
+    country = result.valid["country"]
+    assert country.iloc[:5].isna().tolist() == [False, False, True, True, False]
+    assert country.dropna().iloc[:3].tolist() == ["US", "DE", "FR"]
+    assert country.value_counts().to_dict() == {"US": 5000, "DE": 5000, "FR": 5000}
+
+
 # --- leads -----------------------------------------------------------------------------------------
 
 
