@@ -305,7 +305,14 @@ def _load_objects(
     return _result(tally, aborted)
 
 
-def load_customers(
+# Which client methods create-or-adopt and PATCH each kind of object.
+_OBJECT_WRITES = {
+    Entity.LEAD: ("upsert_customer", "update_customer"),
+    Entity.PLAN: ("upsert_plan", "update_plan"),
+}
+
+
+def load_objects(
     client: Any,
     plan: SyncPlan,
     *,
@@ -315,7 +322,8 @@ def load_customers(
     max_workers: int = 4,
     checkpoint_rows: int = DEFAULT_CHECKPOINT_ROWS,
 ) -> LoadResult:
-    """Create new customers (idempotently) and PATCH changed ones; checkpoint confirmed writes."""
+    """Create new customers or plans (idempotently), PATCH changed ones, checkpoint confirmed writes."""
+    upsert, update = (getattr(client, name) for name in _OBJECT_WRITES[plan.entity])
     return _load_objects(
         client,
         plan,
@@ -324,32 +332,8 @@ def load_customers(
         checkpoint=checkpoint,
         max_workers=max_workers,
         checkpoint_rows=checkpoint_rows,
-        upsert=client.upsert_customer,
-        update=client.update_customer,
-    )
-
-
-def load_plans(
-    client: Any,
-    plan: SyncPlan,
-    *,
-    data_source_uuid: str,
-    run_id: str,
-    checkpoint: Checkpoint,
-    max_workers: int = 4,
-    checkpoint_rows: int = DEFAULT_CHECKPOINT_ROWS,
-) -> LoadResult:
-    """Create new plans (idempotently) and PATCH changed ones; checkpoint confirmed writes."""
-    return _load_objects(
-        client,
-        plan,
-        data_source_uuid=data_source_uuid,
-        run_id=run_id,
-        checkpoint=checkpoint,
-        max_workers=max_workers,
-        checkpoint_rows=checkpoint_rows,
-        upsert=client.upsert_plan,
-        update=client.update_plan,
+        upsert=upsert,
+        update=update,
     )
 
 

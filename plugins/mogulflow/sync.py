@@ -7,9 +7,10 @@ XCom carries between tasks) and returns small JSON-able values. Frames travel as
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,8 +24,7 @@ from mogulflow.load import (
     bulk_create_customers,
     bulk_import_trial_invoices,
     combine,
-    load_customers,
-    load_plans,
+    load_objects,
     load_trial_invoices,
     read_customer_state,
     uses_bulk,
@@ -342,11 +342,8 @@ def _load_report(result: LoadResult) -> dict[str, Any]:
     }
 
 
-def _checkpoint(warehouse: Warehouse):
-    def save(entries: list[StateEntry]) -> None:
-        save_state(warehouse, entries)
-
-    return save
+def _checkpoint(warehouse: Warehouse) -> Callable[[Sequence[StateEntry]], None]:
+    return functools.partial(save_state, warehouse)
 
 
 def upsert_plans(
@@ -363,7 +360,7 @@ def upsert_plans(
     plan = plan_sync(Entity.PLAN, payloads, state)
     if settings.dry_run:
         return _dry_run_report(plan)
-    result = load_plans(
+    result = load_objects(
         client,
         plan,
         data_source_uuid=_required(data_source_uuid),
@@ -454,7 +451,7 @@ def upsert_customers(
             client, plan.creates, data_source_uuid=ds, run_id=settings.run_id, checkpoint=checkpoint
         )
         plan = dataclasses.replace(plan, creates=bulk.leftover)
-    result = load_customers(
+    result = load_objects(
         client,
         plan,
         data_source_uuid=ds,
