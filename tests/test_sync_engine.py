@@ -22,6 +22,7 @@ import pytest
 from builders import lead, plan, trial
 from direct_sync import (
     API_KEY,
+    LINE_ITEM_FIELDS,
     assert_account_adds_up,
     duplicated,
     query,
@@ -32,9 +33,12 @@ from direct_sync import (
 )
 from repo_paths import REPO
 
+from mogulflow.model import Entity
 from mogulflow.sandbox import Faults, SandboxServer
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+LINE_ITEM_AMOUNT = LINE_ITEM_FIELDS.index("amount_in_cents")
+LINE_ITEM_QUANTITY = LINE_ITEM_FIELDS.index("quantity")
 
 
 # ---- arranging ---------------------------------------------------------------------------------
@@ -764,3 +768,32 @@ def test_load_killed_mid_way_and_run_again_ends_with_every_row_exactly_once(
     assert {k: u for k, (u, _) in trials_state.items() if u is not None} == {
         k: invoice_uuids[k] for k, (u, _) in trials_state.items() if u is not None
     }
+
+
+# ---- a changed trial ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bulk_threshold", ["0", "1"], ids=["per-object", "bulk-first-import"])
+def test_a_trial_changed_after_its_import_is_replaced_by_its_new_version(
+    tmp_path, sandbox, monkeypatch, bulk_threshold
+):
+    monkeypatch.setenv("MOGULFLOW_BULK_THRESHOLD", bulk_threshold)
+    warehouse_path = tmp_path / "warehouse.duckdb"
+    leads, trials = varied_leads_with_trials(3)
+    write_warehouse(warehouse_path, leads=leads, plans=[plan(f"P{k}") for k in range(3)], trials=trials)
+    with sandbox_client(sandbox.url) as client:
+        run_sync_directly(warehouse_path, client, run_id="first", full_refresh=True)
+        with duckdb.connect(str(warehouse_path)) as connection:
+            connection.execute(
+                "UPDATE trials SET amount_in_cents = 4900, quantity = 3, updated_at = ? "
+                "WHERE trial_id = 'T0001-0'",
+                [T("2025-06-01 00:00")],
+            )
+        summary = run_sync_directly(warehouse_path, client, run_id="second", full_refresh=True)
+
+    invoices = synced_account(sandbox.state)["invoices"]
+    assert duplicated({"invoices": invoices}) == {"invoices": []}
+    [(_date, _currency, _customer, _owner, [line])] = invoices["T0001-0"]
+    amount, quantity = line[LINE_ITEM_AMOUNT], line[LINE_ITEM_QUANTITY]
+    assert (amount, quantity) == (4900, 3)
+    assert summary.counts[Entity.TRIAL].updated == 1
