@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugins"))
+# Last, so that a PYTHONPATH (a dry-run child measuring another plugins folder) comes first.
+sys.path.append(str(REPO / "plugins"))
 
 GOAL_WRITES_PER_CHANGED_ROW = 1.0
 GOAL_WRITES_UNCHANGED = 0
@@ -210,6 +211,7 @@ def child_dry_run(path: str) -> dict[str, Any]:
         warehouse.close()
     finished = time.perf_counter()
     return {
+        "mogulflow": str(Path(sync.__file__).parent),
         "import_seconds": imported - process_started,
         "seconds": finished - imported,
         "steps": steps,
@@ -295,6 +297,7 @@ def report(steady: dict[str, Any] | None, dry: dict[str, Any] | None) -> list[st
             f"{build['seconds']:.1f} s (peak {build['peak_rss_mib']:,.0f} MiB), "
             f"rows {build['rows']}"
         )
+        print(f"mogulflow imported from {dry['runs'][0]['mogulflow']}")
         names = list(dry["runs"][0]["steps"])
         header = " ".join(f"{name:>22}" for name in names)
         print(f"{'repeat':<7} {header} {'pipeline s':>11} {'process s':>10} {'peak MiB':>9}")
