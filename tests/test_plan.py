@@ -29,9 +29,8 @@ def customer(**changes) -> CustomerPayload:
 
 def state_of(payload: CustomerPayload, *, status: str = STATUS_SYNCED, uuid: str | None = "cus_1") -> dict:
     fields = payload.fields()
-    entry = StateEntry(
-        Entity.LEAD, "ds_1", payload.external_id, uuid, content_hash(fields), fields, status, NOW, "r0"
-    )
+    digest = None if status == STATUS_FAILED else content_hash(fields)  # a failed write keeps no hash
+    entry = StateEntry(Entity.LEAD, "ds_1", payload.external_id, uuid, digest, fields, status, NOW, "r0")
     return {payload.external_id: entry}
 
 
@@ -84,3 +83,26 @@ def test_merged_lead_with_only_profile_changes_is_left_alone():
         fields_after_merge=("lead_created_at", "free_trial_started_at"),
     )
     assert plan.unchanged == ("L1",)
+
+
+def test_older_version_of_a_synced_row_is_left_alone():
+    synced = state_of(customer(name="Acme GmbH"))
+    entry = synced["L1"]
+    synced["L1"] = StateEntry(**{**entry.__dict__, "source_updated_at": datetime(2025, 1, 10, tzinfo=UTC)})
+    plan = plan_sync(
+        Entity.LEAD,
+        [customer(name="Acme (old name)")],
+        synced,
+        versions={"L1": datetime(2025, 1, 1, tzinfo=UTC)},
+    )
+    assert plan.unchanged == ("L1",)
+
+
+def test_newer_version_of_a_synced_row_is_updated():
+    synced = state_of(customer(name="Acme GmbH"))
+    entry = synced["L1"]
+    synced["L1"] = StateEntry(**{**entry.__dict__, "source_updated_at": datetime(2025, 1, 10, tzinfo=UTC)})
+    plan = plan_sync(
+        Entity.LEAD, [customer(name="Acme AG")], synced, versions={"L1": datetime(2025, 2, 1, tzinfo=UTC)}
+    )
+    assert [u.changed_fields for u in plan.updates] == [{"name": "Acme AG"}]

@@ -282,11 +282,6 @@ def test_trial_in_a_later_run_dates_a_lead_synced_earlier_without_dates(
     assert json.loads(payload)["lead_created_at"] == "2025-04-10T09:30:00Z"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the lead re-dated from state is counted as an updated lead of a run that extracted no lead, "
-    "so the run's account does not add up and the run fails: see the report",
-)
 def test_redating_a_lead_synced_in_an_earlier_run_keeps_the_run_account_balanced(tmp_path, sandbox):
     warehouse_path = tmp_path / "warehouse.duckdb"
     write_warehouse(
@@ -476,22 +471,12 @@ def test_backfill_with_repeated_and_overlapping_windows_creates_nothing_twice(ba
     assert set(backfill["invoices"]) <= set(refresh["invoices"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a trial whose row was updated on an earlier day than its lead's row is rejected in its "
-    "window (lead not valid nor synced yet) and never read again: see the report",
-)
 def test_daily_backfill_ends_where_one_full_refresh_ends(backfill_and_full_refresh):
     backfill, refresh = backfill_and_full_refresh
 
     assert differences(backfill, refresh) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="re-reading an older window re-sends the older of two source rows of one lead (the newer "
-    "one is outside the window), PATCHing the customer back: see the report",
-)
 def test_rerunning_an_older_window_does_not_bring_back_an_older_row(tmp_path, sandbox):
     warehouse_path = tmp_path / "warehouse.duckdb"
     write_warehouse(

@@ -61,5 +61,6 @@ CREATE TABLE IF NOT EXISTS mogulflow_sync_state (
     status           TEXT NOT NULL,     -- synced, failed, merged
     synced_at        TIMESTAMP NOT NULL,
     run_id           TEXT NOT NULL,
+    source_updated_at TIMESTAMP,        -- the source row's updated_at: an older row never overwrites a newer one
     PRIMARY KEY (entity, data_source_uuid, external_id)
 );

@@ -98,13 +98,23 @@ def _entry(
     digest: str | None,
     payload: Mapping[str, Any] | None,
     status: str = STATUS_SYNCED,
+    version: datetime | None = None,
 ) -> StateEntry:
-    return StateEntry(entity, data_source_uuid, external_id, uuid, digest, payload, status, _now(), run_id)
+    return StateEntry(
+        entity, data_source_uuid, external_id, uuid, digest, payload, status, _now(), run_id, version
+    )
 
 
 def _failure(
-    entity: Entity, data_source_uuid: str, run_id: str, external_id: str, uuid: str | None, error: Exception
+    entity: Entity,
+    data_source_uuid: str,
+    run_id: str,
+    external_id: str,
+    uuid: str | None,
+    error: Exception,
+    intended: Mapping[str, Any] | None = None,
 ) -> WriteResult:
+    """A failed row: state `failed` (re-read and re-sent by the next run), keeping what we meant to send."""
     status = getattr(error, "status", None)
     message = str(error) or type(error).__name__
     retriable = not (isinstance(error, ChartMogulError) and status is not None and 400 <= status < 500)
@@ -118,7 +128,7 @@ def _failure(
                 run_id,
                 uuid=uuid,
                 digest=None,
-                payload=None,
+                payload=intended,
                 status=STATUS_FAILED,
             ),
         ),
@@ -242,6 +252,7 @@ def _load_objects(
                     uuid=outcome.uuid,
                     digest=item.content_hash,
                     payload=item.payload.fields(),
+                    version=item.source_updated_at,
                 ),
             ),
         )
@@ -265,33 +276,32 @@ def _load_objects(
                     digest=item.content_hash,
                     payload=item.payload.fields(),
                     status=item.status,
+                    version=item.source_updated_at,
                 ),
             ),
         )
 
-    def guarded(
-        call: Callable[[], WriteResult], external_id: str, uuid: str | None
-    ) -> Callable[[], WriteResult]:
+    def guarded(call: Callable[[], WriteResult], payload: Any, uuid: str | None) -> Callable[[], WriteResult]:
         def run() -> WriteResult:
             try:
                 return call()
             except LOAD_STOPPERS:
                 raise
             except Exception as error:
-                return _failure(entity, data_source_uuid, run_id, external_id, uuid, error)
+                return _failure(
+                    entity, data_source_uuid, run_id, payload.external_id, uuid, error, payload.fields()
+                )
 
         return run
 
     writes: list[tuple[Sequence[str], Callable[[], WriteResult]]] = []
     for item in plan.creates:
-        writes.append(
-            ([item.payload.external_id], guarded(lambda i=item: create(i), item.payload.external_id, None))
-        )
+        writes.append(([item.payload.external_id], guarded(lambda i=item: create(i), item.payload, None)))
     for item in plan.updates:
         writes.append(
             (
                 [item.payload.external_id],
-                guarded(lambda i=item: patch(i), item.payload.external_id, item.chartmogul_uuid),
+                guarded(lambda i=item: patch(i), item.payload, item.chartmogul_uuid),
             )
         )
     aborted = _run_writes(
@@ -367,6 +377,7 @@ def load_trial_invoices(
     ] + [(u.payload, u.content_hash, u.chartmogul_uuid) for u in plan.updates]
 
     updated_ids = {u.payload.external_id for u in plan.updates}
+    version_by_id = {i.payload.external_id: i.source_updated_at for i in (*plan.creates, *plan.updates)}
     by_customer: dict[str, list[tuple[TrialInvoice, str, str | None]]] = defaultdict(list)
     writes: list[tuple[Sequence[str], Callable[[], WriteResult | list[WriteResult]]]] = []
     for invoice, digest, old_uuid in items:
@@ -455,6 +466,7 @@ def load_trial_invoices(
                             uuid=uuid,
                             digest=digest,
                             payload=invoice.fields(),
+                            version=version_by_id.get(ext),
                         ),
                     ),
                 )
@@ -638,6 +650,7 @@ def bulk_create_customers(
                                 uuid=None,
                                 digest=item.content_hash,
                                 payload=item.payload.fields(),
+                                version=item.source_updated_at,
                             ),
                         ),
                     )
@@ -672,6 +685,7 @@ def bulk_create_customers(
                         uuid=customer["uuid"],
                         digest=item.content_hash,
                         payload=item.payload.fields(),
+                        version=item.source_updated_at,
                     )
                 )
         checkpoint(entries)
@@ -802,6 +816,7 @@ def bulk_import_trial_invoices(
                                 uuid=None,
                                 digest=item.content_hash,
                                 payload=invoice.fields(),
+                                version=item.source_updated_at,
                             ),
                         ),
                     )

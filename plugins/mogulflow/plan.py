@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from mogulflow.model import Entity
@@ -30,6 +31,7 @@ class PlannedCreate:
 
     payload: Any
     content_hash: str
+    source_updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class PlannedUpdate:
     chartmogul_uuid: str | None  # None after a bulk import, which does not answer with uuids
     changed_fields: Mapping[str, Any]
     status: str = STATUS_SYNCED  # what the state says after the write (a merged lead stays merged)
+    source_updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -70,12 +73,15 @@ def plan_sync(
     payloads: Iterable[Payload],
     state: Mapping[str, StateEntry],
     *,
+    versions: Mapping[str, datetime] | None = None,
     fields_after_merge: Collection[str] | None = None,
 ) -> SyncPlan:
     """Split payloads into creates, updates (with only the changed fields) and unchanged ids.
 
-    For entries merged into another record (a lead merged into its paying customer), only
-    `fields_after_merge` are sent: the surviving customer's own name and email are not ours to change.
+    `versions` gives each payload's source `updated_at`: a payload older than the version already
+    synced is left alone, so re-running an old window never brings back an old row. For entries
+    merged into another record (a lead merged into its paying customer), only `fields_after_merge`
+    are sent: the surviving customer's own name and email are not ours to change.
     """
     creates: list[PlannedCreate] = []
     updates: list[PlannedUpdate] = []
@@ -84,11 +90,14 @@ def plan_sync(
         fields = payload.fields()
         digest = content_hash(fields)
         entry = state.get(payload.external_id)
+        version = _utc((versions or {}).get(payload.external_id))
         failed = entry is not None and entry.status == STATUS_FAILED
-        if entry is None or (failed and entry.chartmogul_uuid is None):
-            creates.append(PlannedCreate(payload, digest))
+        if entry is None or (entry.chartmogul_uuid is None and entry.content_hash is None):
+            creates.append(PlannedCreate(payload, digest, version))
         elif not failed and entry.content_hash == digest:
             unchanged.append(payload.external_id)
+        elif not failed and _is_older(version, _utc(entry.source_updated_at)):
+            unchanged.append(payload.external_id)  # a newer version of this row was synced already
         else:
             diff = changed_fields(entry.payload, fields)
             merged = entry.status == STATUS_MERGED
@@ -100,5 +109,17 @@ def plan_sync(
                 # A failed update is re-sent whole: we cannot know which of its fields landed.
                 sent = dict(fields) if failed else diff
                 status = STATUS_MERGED if merged else STATUS_SYNCED
-                updates.append(PlannedUpdate(payload, digest, entry.chartmogul_uuid, sent, status))
+                updates.append(PlannedUpdate(payload, digest, entry.chartmogul_uuid, sent, status, version))
     return SyncPlan(entity, tuple(creates), tuple(updates), tuple(unchanged))
+
+
+def _utc(moment: Any) -> datetime | None:
+    """A naive-UTC or aware timestamp (datetime or pandas Timestamp) as an aware UTC datetime."""
+    if moment is None:
+        return None
+    moment = getattr(moment, "to_pydatetime", lambda: moment)()
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _is_older(version: datetime | None, synced_version: datetime | None) -> bool:
+    return version is not None and synced_version is not None and version < synced_version

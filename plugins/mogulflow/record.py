@@ -19,6 +19,8 @@ STATE_TABLE = "mogulflow_sync_state"
 STATUS_SYNCED = "synced"
 STATUS_FAILED = "failed"
 STATUS_MERGED = "merged"
+# Rejected only because its lead or plan is not known yet: re-read, and accepted, once that arrives.
+STATUS_WAITING = "waiting"
 
 # Column prefix per entity in mogulflow_runs.
 RUN_COLUMN_PREFIX = {
@@ -43,6 +45,7 @@ class StateEntry:
     status: str
     synced_at: datetime
     run_id: str
+    source_updated_at: datetime | None = None  # the version of the source row this entry reflects
 
 
 def ensure_tables(warehouse: Warehouse) -> None:
@@ -132,6 +135,7 @@ _STATE_COLUMNS = (
     "status",
     "synced_at",
     "run_id",
+    "source_updated_at",
 )
 
 
@@ -154,6 +158,7 @@ def load_state(warehouse: Warehouse, entity: Entity, data_source_uuid: str) -> d
             status=row.status,
             synced_at=row.synced_at,
             run_id=row.run_id,
+            source_updated_at=_none_if_missing(row.source_updated_at),
         )
     return entries
 
@@ -163,12 +168,19 @@ def synced_ids(warehouse: Warehouse, entity: Entity, data_source_uuid: str) -> s
 
     A JSON import's records count even before their uuid was read back: they exist all the same.
     """
+    return ids_with_status(warehouse, entity, data_source_uuid, (STATUS_SYNCED, STATUS_MERGED))
+
+
+def ids_with_status(
+    warehouse: Warehouse, entity: Entity, data_source_uuid: str, statuses: Sequence[str]
+) -> set[str]:
+    """External ids of one entity whose sync-state entry has one of `statuses`."""
     frame = warehouse.query_frame(
-        f"SELECT external_id FROM {STATE_TABLE} WHERE entity = :entity "
-        "AND data_source_uuid = :data_source_uuid AND status <> :failed",
-        {"entity": str(entity), "data_source_uuid": data_source_uuid, "failed": STATUS_FAILED},
+        f"SELECT external_id, status FROM {STATE_TABLE} WHERE entity = :entity "
+        "AND data_source_uuid = :data_source_uuid",
+        {"entity": str(entity), "data_source_uuid": data_source_uuid},
     )
-    return set(frame["external_id"].tolist())
+    return set(frame.loc[frame["status"].isin(list(statuses)), "external_id"].tolist())
 
 
 def save_state(warehouse: Warehouse, entries: Sequence[StateEntry]) -> None:
@@ -187,6 +199,7 @@ def save_state(warehouse: Warehouse, entries: Sequence[StateEntry]) -> None:
             e.status,
             _naive_utc(e.synced_at),
             e.run_id,
+            _naive_utc(_as_datetime(e.source_updated_at)),
         )
         for e in latest.values()
     ]
@@ -206,3 +219,11 @@ def _none_if_missing(value: Any) -> Any:
     except (TypeError, ValueError):
         pass
     return value
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    """A pandas Timestamp (from a frame) or datetime as a plain datetime; None stays None."""
+    if value is None:
+        return None
+    to_pydatetime = getattr(value, "to_pydatetime", None)
+    return to_pydatetime() if to_pydatetime else value

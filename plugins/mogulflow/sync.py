@@ -33,8 +33,10 @@ from mogulflow.load import (
 from mogulflow.model import Entity, EntityCounts, RejectedRow, RunSummary, ValidationResult, Window
 from mogulflow.plan import SyncPlan, plan_sync
 from mogulflow.record import (
+    STATUS_WAITING,
     StateEntry,
     ensure_tables,
+    ids_with_status,
     load_state,
     record_rejects,
     record_run,
@@ -239,12 +241,19 @@ def extract_and_validate(
     plans = validate_plans(frames[Entity.PLAN], now=now)
     synced_leads = synced_ids(warehouse, Entity.LEAD, data_source_uuid) if data_source_uuid else set()
     synced_plans = synced_ids(warehouse, Entity.PLAN, data_source_uuid) if data_source_uuid else set()
-    trials = validate_trials(
-        frames[Entity.TRIAL],
-        now=now,
-        known_lead_ids=set(leads.valid["lead_id"]) | synced_leads,
-        known_plan_ids=set(plans.valid["plan_id"]) | synced_plans,
+    known_leads = set(leads.valid["lead_id"]) | synced_leads
+    known_plans = set(plans.valid["plan_id"]) | synced_plans
+    waiting = (
+        ids_with_status(warehouse, Entity.TRIAL, data_source_uuid, (STATUS_WAITING,))
+        if data_source_uuid
+        else set()
     )
+    trial_rows = _without_still_waiting(
+        frames[Entity.TRIAL], settings.window, waiting, known_leads, known_plans
+    )
+    trials = validate_trials(trial_rows, now=now, known_lead_ids=known_leads, known_plan_ids=known_plans)
+    if data_source_uuid and not settings.dry_run:
+        _mark_waiting(warehouse, settings, data_source_uuid, trials.rejected)
     report = {
         str(result.entity): stage_validation_result(settings, result) for result in (leads, plans, trials)
     }
@@ -259,6 +268,62 @@ def extract_and_validate(
             f": {part['rejects_by_rule']}" if part["rejected"] else "",
         )
     return report
+
+
+def _without_still_waiting(
+    trials: pd.DataFrame, window: Window, waiting: set[str], known_leads: set[str], known_plans: set[str]
+) -> pd.DataFrame:
+    """Drop the waiting trials from outside the window whose lead or plan is still unknown.
+
+    They were rejected (and recorded) when they came in; they join a run again only once their
+    lead and plan are known, so a run's counts stay those of its window.
+    """
+    if not waiting or trials.empty:
+        return trials
+    in_window = pd.Series(True, index=trials.index)
+    if not window.full_refresh:
+        updated = pd.to_datetime(trials["updated_at"], utc=True)
+        in_window = (updated >= pd.Timestamp(window.start)) & (updated < pd.Timestamp(window.end))
+    ready = trials["lead_id"].isin(known_leads) & trials["plan_id"].isin(known_plans)
+    keep = in_window | ~trials["trial_id"].isin(waiting) | ready
+    if not keep.all():
+        log.info(
+            "%d trials still wait for their lead or plan (rejected when they came in).", int((~keep).sum())
+        )
+    return trials.loc[keep].reset_index(drop=True)
+
+
+_PARENT_FIELDS = {"lead_id", "plan_id"}
+
+
+def _mark_waiting(
+    warehouse: Warehouse, settings: RunSettings, data_source_uuid: str, rejects: tuple[RejectedRow, ...]
+) -> None:
+    """Remember the trials rejected only for an unknown lead or plan, to accept them once it arrives.
+
+    A trial synced before keeps its entry (and its invoice): only never-synced trials wait.
+    """
+    synced = synced_ids(warehouse, Entity.TRIAL, data_source_uuid)
+    entries = [
+        StateEntry(
+            Entity.TRIAL,
+            data_source_uuid,
+            reject.source_id,
+            None,
+            None,
+            None,
+            STATUS_WAITING,
+            settings.started_at,
+            settings.run_id,
+        )
+        for reject in rejects
+        if reject.source_id
+        and reject.source_id not in synced
+        and reject.failures
+        and all(f.field in _PARENT_FIELDS and f.rule.startswith("must name") for f in reject.failures)
+    ]
+    if entries:
+        save_state(warehouse, entries)
 
 
 def write_rejects(
@@ -355,9 +420,9 @@ def upsert_plans(
 ) -> dict[str, Any]:
     """Create or update every valid plan of the run."""
     check_reject_ratio(settings, Entity.PLAN, extract_report)
-    payloads = build_plan_payloads(staging.read_frame(extract_report[str(Entity.PLAN)]["valid_path"]))
+    plans = staging.read_frame(extract_report[str(Entity.PLAN)]["valid_path"])
     state = load_state(warehouse, Entity.PLAN, data_source_uuid) if data_source_uuid else {}
-    plan = plan_sync(Entity.PLAN, payloads, state)
+    plan = plan_sync(Entity.PLAN, build_plan_payloads(plans), state, versions=_versions(plans, "plan_id"))
     if settings.dry_run:
         return _dry_run_report(plan)
     result = load_objects(
@@ -373,11 +438,16 @@ def upsert_plans(
 
 def _customer_payloads(
     leads: pd.DataFrame, trials: pd.DataFrame, state: Mapping[str, StateEntry]
-) -> list[CustomerPayload]:
-    """This run's customers, plus earlier leads whose first trial arrived now (cross-run default rule)."""
+) -> tuple[list[CustomerPayload], list[CustomerPayload]]:
+    """This run's customers, and the earlier leads whose first trial arrived now (cross-run default rule).
+
+    The second list is kept apart: those leads were not extracted by this run, so they are not
+    part of its extracted = created + updated + ... account.
+    """
     payloads = build_customer_payloads(leads, trials)
     in_run = {p.external_id for p in payloads}
     result: list[CustomerPayload] = []
+    redated: list[CustomerPayload] = []
     for payload in payloads:
         previous = state.get(payload.external_id)
         stored = (previous.payload or {}).get("lead_created_at") if previous else None
@@ -393,10 +463,17 @@ def _customer_payloads(
                 continue
             if previous.payload.get("lead_created_at"):
                 continue
-            result.append(
+            redated.append(
                 _payload_from_state(lead_id, previous.payload, lead_created_at=started.to_pydatetime())
             )
-    return result
+    return result, redated
+
+
+def _versions(frame: pd.DataFrame, id_column: str) -> dict[str, Any]:
+    """Each row's source `updated_at` by id (what `plan_sync` compares with the synced version)."""
+    if frame.empty or "updated_at" not in frame:
+        return {}
+    return dict(zip(frame[id_column], frame["updated_at"], strict=True))
 
 
 def _payload_from_state(
@@ -437,11 +514,19 @@ def upsert_customers(
             )
             if not settings.dry_run:
                 save_state(warehouse, list(state.values()))
+    in_run, redated = _customer_payloads(leads, trials, state)
     plan = plan_sync(
-        Entity.LEAD, _customer_payloads(leads, trials, state), state, fields_after_merge=LEAD_DATE_FIELDS
+        Entity.LEAD, in_run, state, versions=_versions(leads, "lead_id"), fields_after_merge=LEAD_DATE_FIELDS
+    )
+    redate_plan = plan_sync(
+        Entity.LEAD,
+        redated,
+        state,
+        versions={p.external_id: state[p.external_id].source_updated_at for p in redated},
+        fields_after_merge=LEAD_DATE_FIELDS,
     )
     if settings.dry_run:
-        return _dry_run_report(plan)
+        return _dry_run_report(plan) | {"redated": {"updated": len(redate_plan.updates), "failed": 0}}
     ds = _required(data_source_uuid)
     checkpoint = _checkpoint(warehouse)
     bulk = None
@@ -459,7 +544,20 @@ def upsert_customers(
         checkpoint=checkpoint,
         max_workers=_workers(client),
     )
-    return _load_report(combine(bulk.result, result) if bulk else result)
+    report = _load_report(combine(bulk.result, result) if bulk else result)
+    if redate_plan.updates:
+        log.info(
+            "%d leads synced earlier get their lead date from a trial of this run.", len(redate_plan.updates)
+        )
+    redate = load_objects(
+        client, redate_plan, data_source_uuid=ds, run_id=settings.run_id, checkpoint=checkpoint, max_workers=1
+    )
+    report["redated"] = {
+        "updated": redate.updated,
+        "failed": redate.failed,
+        "errors": [f"{e.external_id}: {e.message}" for e in redate.errors[:SAMPLE_SIZE]],
+    }
+    return report
 
 
 def import_trial_invoices(
@@ -471,9 +569,11 @@ def import_trial_invoices(
 ) -> dict[str, Any]:
     """Import one trial invoice per new trial (re-import changed ones) into its customer."""
     check_reject_ratio(settings, Entity.TRIAL, extract_report)
-    invoices = build_trial_invoices(staging.read_frame(extract_report[str(Entity.TRIAL)]["valid_path"]))
+    trials = staging.read_frame(extract_report[str(Entity.TRIAL)]["valid_path"])
     state = load_state(warehouse, Entity.TRIAL, data_source_uuid) if data_source_uuid else {}
-    plan = plan_sync(Entity.TRIAL, invoices, state)
+    plan = plan_sync(
+        Entity.TRIAL, build_trial_invoices(trials), state, versions=_versions(trials, "trial_id")
+    )
     if settings.dry_run:
         return _dry_run_report(plan)
     ds = _required(data_source_uuid)
@@ -555,6 +655,14 @@ def summarize_run(
                 details["dry_run_samples"][str(entity)] = load["samples"]
             if load.get("aborted"):
                 problems.append(f"{entity} load stopped early: {load['aborted']}")
+            redated = load.get("redated") or {}
+            if redated.get("updated") or redated.get("failed"):
+                details["lead_dates_from_later_trials"] = redated
+            if redated.get("failed"):
+                problems.append(
+                    f"{redated['failed']} earlier leads could not get their lead date from a new trial; "
+                    "the next run retries them"
+                )
         entity_counts = EntityCounts(extracted=part["extracted"], rejected=part["rejected"], **loaded)
         if entity_counts.accounted != entity_counts.extracted:
             problems.append(
