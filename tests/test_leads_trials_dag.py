@@ -43,8 +43,19 @@ def leads_trials_dag():
     ]
 
 
+# dag.test() writes a run's conf into the DAG's own Param objects, so every run names every param.
+DEFAULT_CONF = {
+    "full_refresh": False,
+    "start": None,
+    "end": None,
+    "dry_run": False,
+    "data_source_name": "Leads",
+    "max_reject_ratio": 0.5,
+}
+
+
 def run_dag(dag, **conf):
-    return dag.test(run_conf={"max_reject_ratio": 0.5, **conf})
+    return dag.test(run_conf={**DEFAULT_CONF, **conf})
 
 
 def query(path, sql):
@@ -144,7 +155,7 @@ def test_second_run_over_unchanged_warehouse_writes_nothing(
 def test_reject_ratio_above_the_limit_fails_the_run_before_loading_that_entity(
     airflow_db, connections, sandbox, warehouse_path, leads_trials_dag
 ):
-    dag_run = leads_trials_dag.test(run_conf={"full_refresh": True, "max_reject_ratio": 0.3})
+    dag_run = run_dag(leads_trials_dag, full_refresh=True, max_reject_ratio=0.3)
     assert dag_run.state == "failed"
     ds = leads_source(sandbox)
     # leads 2 of 6, plans 1 of 3, trials 2 of 5 rejected: all above 30%, so nothing is loaded
