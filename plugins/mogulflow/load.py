@@ -59,11 +59,6 @@ class LoadResult:
     errors: tuple[RowError, ...] = ()
     aborted: str | None = None  # why the load stopped early, if it did
 
-    @property
-    def total(self) -> int:
-        """Rows accounted for."""
-        return self.created + self.updated + self.unchanged + self.failed
-
 
 @dataclass
 class _Tally:
