@@ -6,6 +6,7 @@ seen, PATCH only the fields that changed, leave the rest alone.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,16 +26,20 @@ class Payload(Protocol):
     def fields(self) -> dict[str, Any]: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedCreate:
     """A payload ChartMogul has not confirmed yet (new, or its last write failed)."""
 
     payload: Any
-    content_hash: str
     source_updated_at: datetime | None = None
 
+    @property
+    def content_hash(self) -> str:
+        """Hashed when the load records the write, not when planning: a dry run never needs it."""
+        return content_hash(self.payload.fields())
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class PlannedUpdate:
     """A payload whose fields changed since the last confirmed write."""
 
@@ -86,15 +91,36 @@ def plan_sync(
     creates: list[PlannedCreate] = []
     updates: list[PlannedUpdate] = []
     unchanged: list[str] = []
+    # A million small acyclic objects: without the pause the collector rescans them again and again.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        _split(payloads, state, versions or {}, fields_after_merge, creates, updates, unchanged)
+    finally:
+        if collecting:
+            gc.enable()
+    return SyncPlan(entity, tuple(creates), tuple(updates), tuple(unchanged))
+
+
+def _split(
+    payloads: Iterable[Payload],
+    state: Mapping[str, StateEntry],
+    versions: Mapping[str, datetime],
+    fields_after_merge: Collection[str] | None,
+    creates: list[PlannedCreate],
+    updates: list[PlannedUpdate],
+    unchanged: list[str],
+) -> None:
     for payload in payloads:
+        entry = state.get(payload.external_id)
+        version = _utc(versions.get(payload.external_id))
+        if entry is None or (entry.chartmogul_uuid is None and entry.content_hash is None):
+            creates.append(PlannedCreate(payload, version))
+            continue
         fields = payload.fields()
         digest = content_hash(fields)
-        entry = state.get(payload.external_id)
-        version = _utc((versions or {}).get(payload.external_id))
-        failed = entry is not None and entry.status == STATUS_FAILED
-        if entry is None or (entry.chartmogul_uuid is None and entry.content_hash is None):
-            creates.append(PlannedCreate(payload, digest, version))
-        elif not failed and entry.content_hash == digest:
+        failed = entry.status == STATUS_FAILED
+        if not failed and entry.content_hash == digest:
             unchanged.append(payload.external_id)
         elif not failed and _is_older(version, _utc(entry.source_updated_at)):
             unchanged.append(payload.external_id)  # a newer version of this row was synced already
@@ -110,13 +136,12 @@ def plan_sync(
                 sent = dict(fields) if failed else diff
                 status = STATUS_MERGED if merged else STATUS_SYNCED
                 updates.append(PlannedUpdate(payload, digest, entry.chartmogul_uuid, sent, status, version))
-    return SyncPlan(entity, tuple(creates), tuple(updates), tuple(unchanged))
 
 
 def _utc(moment: Any) -> datetime | None:
     """A naive-UTC or aware timestamp (datetime or pandas Timestamp) as an aware UTC datetime."""
-    if moment is None:
-        return None
+    if moment is None or (type(moment) is datetime and moment.tzinfo is UTC):
+        return moment
     moment = getattr(moment, "to_pydatetime", lambda: moment)()
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
