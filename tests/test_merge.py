@@ -337,6 +337,21 @@ def test_conversion_of_a_lead_never_synced_is_rejected_and_read_again_next_run(
     assert eventually(lambda: merged_into(sandbox, leads_ds, "L9", stripe_ds, "cus_9"))
 
 
+def test_conversion_still_waiting_for_its_lead_stays_out_of_later_runs(
+    warehouse, client, sandbox, leads_ds, stripe_ds
+):
+    sandbox.state.create_customer(data_source_uuid=stripe_ds, external_id="cus_9")
+    add_conversion(warehouse, "L9", stripe_ds, "cus_9", converted_at=datetime(2025, 4, 1, 12))
+    window = {"full_refresh": False, "start": "2025-04-01T00:00:00Z", "end": "2025-04-02T00:00:00Z"}
+    run_merge(warehouse, client, sandbox, leads_ds, **window)
+
+    next_day = {"full_refresh": False, "start": "2025-04-02T00:00:00Z", "end": "2025-04-03T00:00:00Z"}
+    second, _ = run_merge(warehouse, client, sandbox, leads_ds, run_id="run-2", **next_day)
+
+    assert second.counts[Entity.CONVERSION].extracted == 0  # the lead is still unknown: not re-counted
+    assert second.outcome == "success"
+
+
 def test_conversion_with_missing_billing_id_is_rejected_without_a_lookup(
     warehouse, client, sandbox, leads_ds, stripe_ds
 ):

@@ -24,15 +24,19 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
+
 from mogulflow import staging
 from mogulflow.api.errors import AuthenticationError, ChartMogulError, CircuitOpenError
 from mogulflow.extract import extract_entity
-from mogulflow.model import Entity, EntityCounts, RejectedRow, RunSummary
+from mogulflow.model import Entity, EntityCounts, RejectedRow, RunSummary, Window
 from mogulflow.record import (
     STATUS_FAILED,
     STATUS_MERGED,
+    STATUS_WAITING,
     StateEntry,
     ensure_tables,
+    ids_with_status,
     load_state,
     save_state,
     synced_ids,
@@ -261,6 +265,24 @@ def _waits_for_its_lead(reject: RejectedRow) -> bool:
     )
 
 
+def _without_still_waiting(
+    frame: pd.DataFrame, window: Window, waiting: set[str], known_leads: set[str]
+) -> pd.DataFrame:
+    """Drop re-read conversions from outside the window whose lead is still not synced.
+
+    They were rejected (and recorded) when they came in; they join a run again once their lead is
+    synced, so a run's counts stay those of its window.
+    """
+    if not waiting or frame.empty:
+        return frame
+    in_window = pd.Series(True, index=frame.index)
+    if not window.full_refresh:
+        converted = pd.to_datetime(frame["converted_at"], utc=True)
+        in_window = (converted >= pd.Timestamp(window.start)) & (converted < pd.Timestamp(window.end))
+    keep = in_window | ~frame["lead_id"].isin(waiting) | frame["lead_id"].isin(known_leads)
+    return frame.loc[keep].reset_index(drop=True)
+
+
 def extract_and_validate_conversions(
     warehouse: Warehouse, settings: MergeSettings, data_source_uuid: str | None
 ) -> dict[str, Any]:
@@ -273,6 +295,9 @@ def extract_and_validate_conversions(
     run = settings.run
     frame = extract_entity(warehouse, Entity.CONVERSION, run.window, data_source_uuid=data_source_uuid)
     known = synced_ids(warehouse, Entity.LEAD, data_source_uuid) if data_source_uuid else set()
+    if data_source_uuid:
+        waiting = ids_with_status(warehouse, Entity.CONVERSION, data_source_uuid, (STATUS_WAITING,))
+        frame = _without_still_waiting(frame, run.window, waiting, known)
     result = validate_conversions(frame, now=run.started_at, known_lead_ids=known)
     part = stage_validation_result(run, result)
     part["awaiting_lead"] = sorted({r.source_id for r in result.rejected if _waits_for_its_lead(r)})
@@ -294,8 +319,8 @@ def record_conversion_rejects(
 ) -> dict[str, int]:
     """Write rejected conversions to `mogulflow_rejects`; mark those waiting for their lead for a re-read.
 
-    The mark is a `failed` conversion entry in the sync state, which `extract_conversions.sql` reads
-    again next run (a conversion already merged keeps its `merged` entry).
+    The mark is a `waiting` conversion entry in the sync state, which `extract_conversions.sql` reads
+    again once the lead is synced (a conversion already merged keeps its `merged` entry).
     """
     written = write_rejects(warehouse, settings.run, extract_report)
     awaiting = extract_report[str(Entity.CONVERSION)].get("awaiting_lead") or []
@@ -310,7 +335,7 @@ def record_conversion_rejects(
                 None,
                 None,
                 {"reason": "lead not synced yet"},
-                STATUS_FAILED,
+                STATUS_WAITING,
                 now,
                 settings.run.run_id,
             )
