@@ -4,9 +4,14 @@ and the `chartmogul_api` pool. The pipeline steps themselves never import Airflo
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from typing import Any
 
 from mogulflow.warehouse import Dialect, Warehouse
+
+log = logging.getLogger(__name__)
 
 WAREHOUSE_CONN_ID = "warehouse_default"
 CHARTMOGUL_CONN_ID = "chartmogul_default"
@@ -17,6 +22,10 @@ POOL_SLOTS = 1
 POOL_DESCRIPTION = "Tasks that write to ChartMogul (mogulflow); keeps concurrent runs within the API's limits"
 
 _DIALECTS: dict[str, Dialect] = {"duckdb": "duckdb", "postgres": "postgres", "postgresql": "postgres"}
+# A DuckDB file has one writer process at a time: a task of a concurrent run (a backfill beside the
+# nightly run) waits for the lock this long before failing (and being retried by Airflow).
+DUCKDB_LOCK_WAIT_ENV = "MOGULFLOW_DUCKDB_LOCK_WAIT_SECONDS"
+DEFAULT_DUCKDB_LOCK_WAIT_SECONDS = 600.0
 
 
 def open_warehouse(conn_id: str = WAREHOUSE_CONN_ID) -> Warehouse:
@@ -31,7 +40,29 @@ def open_warehouse(conn_id: str = WAREHOUSE_CONN_ID) -> Warehouse:
             "'duckdb' (host = database file path) and 'postgres'"
         )
     hook: Any = connection.get_hook()
+    if dialect == "duckdb":
+        return Warehouse(_wait_for_duckdb_lock(hook.get_conn), dialect)
     return Warehouse(hook.get_conn(), dialect)
+
+
+def _wait_for_duckdb_lock(connect: Any) -> Any:
+    """Open a DuckDB connection, waiting while another process holds the file's lock."""
+    import duckdb
+
+    budget = float(os.environ.get(DUCKDB_LOCK_WAIT_ENV) or DEFAULT_DUCKDB_LOCK_WAIT_SECONDS)
+    deadline = time.monotonic() + budget
+    pause = 0.5
+    while True:
+        try:
+            return connect()
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower() or time.monotonic() + pause > deadline:
+                raise
+            log.info(
+                "The DuckDB warehouse is locked by another task (a concurrent run); waiting %.1f s.", pause
+            )
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
 
 
 def chartmogul_client(conn_id: str = CHARTMOGUL_CONN_ID) -> Any:
