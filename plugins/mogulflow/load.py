@@ -564,6 +564,99 @@ def _part_failure(part: Mapping[str, Any] | None, external_id: str) -> str | Non
     return str(errors) or "failed in the JSON import"
 
 
+@dataclass
+class _BulkRun:
+    """The chunk loop both bulk loads share: submit, read per-record outcomes, checkpoint."""
+
+    client: Any
+    entity: Entity
+    data_source_uuid: str
+    run_id: str
+    checkpoint: Checkpoint
+    tally: _Tally
+    imported: list[PlannedCreate] = field(default_factory=list)
+    leftover: list[PlannedCreate] = field(default_factory=list)
+    aborted: str | None = None
+
+    def fail(self, item: PlannedCreate, error: Exception) -> None:
+        self.tally.add(
+            _failure(self.entity, self.data_source_uuid, self.run_id, item.payload.external_id, None, error)
+        )
+
+    def run(
+        self,
+        chunks: Iterable[Sequence[PlannedCreate]],
+        build_payload: Callable[[Sequence[PlannedCreate]], dict[str, Any]],
+        problem_of: Callable[[PlannedCreate, Mapping[str, Any]], str | None],
+    ) -> None:
+        """Import chunk after chunk; after a missing endpoint the rest is `leftover`, after a
+        load-stopping error the rest fails unattempted."""
+        from mogulflow.api.errors import BulkImportUnsupportedError
+
+        for chunk in chunks:
+            if self.aborted is not None:
+                for item in chunk:
+                    self.fail(item, RuntimeError(f"not attempted, the load stopped early: {self.aborted}"))
+                continue
+            if self.leftover:
+                self.leftover.extend(chunk)  # the endpoint is missing: the per-object path takes the rest
+                continue
+            ids = [item.payload.external_id for item in chunk]
+            payload = {
+                "external_id": import_external_id(self.run_id, self.entity, ids),
+                **build_payload(chunk),
+            }
+            try:
+                answer = self.client.run_json_import(
+                    self.data_source_uuid,
+                    payload,
+                    poll_interval=BULK_POLL_SECONDS,
+                    timeout=BULK_TIMEOUT_SECONDS,
+                )
+            except BulkImportUnsupportedError:
+                log.info("The API has no JSON import endpoint: %s rows go one by one instead.", self.entity)
+                self.leftover.extend(chunk)
+                continue
+            except LOAD_STOPPERS as error:
+                self.aborted = str(error)
+                for item in chunk:
+                    self.fail(item, error)
+                continue
+            except Exception as error:  # the whole chunk failed: its rows fail, the next run retries them
+                for item in chunk:
+                    self.fail(item, error)
+                continue
+            details = answer.get("status_details") or {}
+            for item in chunk:
+                problem = problem_of(item, details)
+                if problem is not None:
+                    self.fail(item, RuntimeError(f"JSON import {payload['external_id']}: {problem}"))
+                    continue
+                self.imported.append(item)
+                self.tally.add(WriteResult(CREATED, (self.entry(item, uuid=None),)))
+            self.checkpoint(list(self.tally.pending))
+            self.tally.pending.clear()
+            log.info("%s (bulk): %d/%d rows done", self.entity, self.tally.done, self.tally.planned)
+        if self.tally.pending:
+            self.checkpoint(list(self.tally.pending))
+            self.tally.pending.clear()
+
+    def entry(self, item: PlannedCreate, *, uuid: str | None) -> StateEntry:
+        return _entry(
+            self.entity,
+            self.data_source_uuid,
+            item.payload.external_id,
+            self.run_id,
+            uuid=uuid,
+            digest=item.content_hash,
+            payload=item.payload.fields(),
+            version=item.source_updated_at,
+        )
+
+    def outcome(self) -> BulkOutcome:
+        return BulkOutcome(_result(self.tally, self.aborted), tuple(self.leftover))
+
+
 def bulk_create_customers(
     client: Any,
     creates: Sequence[PlannedCreate],
@@ -576,115 +669,34 @@ def bulk_create_customers(
 
     A server without the bulk endpoint hands every remaining create back as `leftover`.
     """
-    from mogulflow.api.errors import BulkImportUnsupportedError
+    bulk = _BulkRun(
+        client, Entity.LEAD, data_source_uuid, run_id, checkpoint, _Tally(Entity.LEAD, len(creates))
+    )
 
-    tally = _Tally(Entity.LEAD, len(creates))
-    imported: list[PlannedCreate] = []
-    leftover: list[PlannedCreate] = []
-    aborted: str | None = None
-    for number, chunk in enumerate(_chunks(list(creates), BULK_CUSTOMERS_PER_IMPORT)):
-        if aborted is not None or leftover:
-            if aborted is None:
-                leftover.extend(chunk)  # the endpoint is missing: the per-object path takes the rest
-            else:
-                for item in chunk:
-                    tally.add(
-                        _failure(
-                            Entity.LEAD,
-                            data_source_uuid,
-                            run_id,
-                            item.payload.external_id,
-                            None,
-                            RuntimeError(f"not attempted, the load stopped early: {aborted}"),
-                        )
-                    )
-            continue
-        ids = [item.payload.external_id for item in chunk]
+    def build_payload(chunk: Sequence[PlannedCreate]) -> dict[str, Any]:
         customers = []
         for item in chunk:
             body = item.payload.to_api(data_source_uuid)
             body.pop("data_source_uuid", None)  # in the path
             customers.append(body)
-        payload = {"external_id": import_external_id(run_id, Entity.LEAD, ids), "customers": customers}
-        try:
-            answer = client.run_json_import(
-                data_source_uuid, payload, poll_interval=BULK_POLL_SECONDS, timeout=BULK_TIMEOUT_SECONDS
-            )
-        except BulkImportUnsupportedError:
-            log.info("The API has no JSON import endpoint: creating customers one by one instead.")
-            leftover.extend(chunk)
-            continue
-        except LOAD_STOPPERS as error:
-            aborted = str(error)
-            for item in chunk:
-                tally.add(
-                    _failure(Entity.LEAD, data_source_uuid, run_id, item.payload.external_id, None, error)
-                )
-            continue
-        except Exception as error:  # the whole chunk failed: its rows fail, the next run retries them
-            for item in chunk:
-                tally.add(
-                    _failure(Entity.LEAD, data_source_uuid, run_id, item.payload.external_id, None, error)
-                )
-            continue
-        details = answer.get("status_details") or {}
-        for item in chunk:
-            external_id = item.payload.external_id
-            problem = _part_failure((details.get(external_id) or {}).get("customers"), external_id)
-            if problem is None:
-                imported.append(item)
-                tally.add(
-                    WriteResult(
-                        CREATED,
-                        (
-                            _entry(
-                                Entity.LEAD,
-                                data_source_uuid,
-                                external_id,
-                                run_id,
-                                uuid=None,
-                                digest=item.content_hash,
-                                payload=item.payload.fields(),
-                                version=item.source_updated_at,
-                            ),
-                        ),
-                    )
-                )
-            else:
-                tally.add(
-                    _failure(
-                        Entity.LEAD,
-                        data_source_uuid,
-                        run_id,
-                        external_id,
-                        None,
-                        RuntimeError(f"JSON import {payload['external_id']}: {problem}"),
-                    )
-                )
-        checkpoint(list(tally.pending))
-        tally.pending.clear()
-        log.info("lead (bulk): import %d done, %d/%d rows", number + 1, tally.done, tally.planned)
-    if imported:
+        return {"customers": customers}
+
+    def problem_of(item: PlannedCreate, details: Mapping[str, Any]) -> str | None:
+        external_id = item.payload.external_id
+        return _part_failure((details.get(external_id) or {}).get("customers"), external_id)
+
+    bulk.run(_chunks(list(creates), BULK_CUSTOMERS_PER_IMPORT), build_payload, problem_of)
+    if bulk.imported:
         # JSON imports do not answer with uuids: one listing of the data source (200 per page) does.
-        wanted = {item.payload.external_id: item for item in imported}
-        entries = []
-        for customer in client.iter_customers(data_source_uuid=data_source_uuid):
-            item = wanted.get(customer.get("external_id"))
-            if item is not None:
-                entries.append(
-                    _entry(
-                        Entity.LEAD,
-                        data_source_uuid,
-                        item.payload.external_id,
-                        run_id,
-                        uuid=customer["uuid"],
-                        digest=item.content_hash,
-                        payload=item.payload.fields(),
-                        version=item.source_updated_at,
-                    )
-                )
-        checkpoint(entries)
-    return BulkOutcome(_result(tally, aborted), tuple(leftover))
+        wanted = {item.payload.external_id: item for item in bulk.imported}
+        checkpoint(
+            [
+                bulk.entry(wanted[customer["external_id"]], uuid=customer["uuid"])
+                for customer in client.iter_customers(data_source_uuid=data_source_uuid)
+                if customer.get("external_id") in wanted
+            ]
+        )
+    return bulk.outcome()
 
 
 def bulk_import_trial_invoices(
@@ -702,62 +714,34 @@ def bulk_import_trial_invoices(
     Trials whose customer or plan is not synced fail (retried next run); a server without the bulk
     endpoint hands the remaining creates back as `leftover`.
     """
-    from mogulflow.api.errors import BulkImportUnsupportedError
-
-    entity = Entity.TRIAL
-    tally = _Tally(entity, len(creates))
+    bulk = _BulkRun(
+        client, Entity.TRIAL, data_source_uuid, run_id, checkpoint, _Tally(Entity.TRIAL, len(creates))
+    )
     by_customer: dict[str, list[PlannedCreate]] = defaultdict(list)
     for item in creates:
         invoice: TrialInvoice = item.payload
-        if invoice.customer_external_id not in synced_leads or invoice.plan_external_id not in synced_plans:
-            missing = (
-                f"customer {invoice.customer_external_id}"
-                if invoice.customer_external_id not in synced_leads
-                else f"plan {invoice.plan_external_id}"
+        if invoice.customer_external_id not in synced_leads:
+            bulk.fail(
+                item, LookupError(f"customer {invoice.customer_external_id} is not synced to ChartMogul yet")
             )
-            tally.add(
-                _failure(
-                    entity,
-                    data_source_uuid,
-                    run_id,
-                    invoice.external_id,
-                    None,
-                    LookupError(f"{missing} is not synced to ChartMogul yet"),
-                )
-            )
-            continue
-        by_customer[invoice.customer_external_id].append(item)
+        elif invoice.plan_external_id not in synced_plans:
+            bulk.fail(item, LookupError(f"plan {invoice.plan_external_id} is not synced to ChartMogul yet"))
+        else:
+            by_customer[invoice.customer_external_id].append(item)
 
     chunks: list[list[PlannedCreate]] = [[]]
     for group in by_customer.values():
         if chunks[-1] and len(chunks[-1]) + len(group) > BULK_INVOICES_PER_IMPORT:
             chunks.append([])
         chunks[-1].extend(group)
-    leftover: list[PlannedCreate] = []
-    aborted: str | None = None
-    for chunk in (c for c in chunks if c):
-        if aborted is not None or leftover:
-            if aborted is not None:
-                for item in chunk:
-                    tally.add(
-                        _failure(
-                            entity,
-                            data_source_uuid,
-                            run_id,
-                            item.payload.external_id,
-                            None,
-                            RuntimeError(f"not attempted, the load stopped early: {aborted}"),
-                        )
-                    )
-            else:
-                leftover.extend(chunk)
-            continue
+
+    def build_payload(chunk: Sequence[PlannedCreate]) -> dict[str, Any]:
         invoices, line_items = [], []
         for item in chunk:
             body = item.payload.to_api(plan_uuid="", data_source_uuid=data_source_uuid)
             body.pop("data_source_uuid", None)
             for line in body.pop("line_items"):
-                line.pop("plan_uuid", None)
+                line.pop("plan_uuid", None)  # bulk line items name their plan by external id
                 line_items.append(
                     {
                         **line,
@@ -766,74 +750,20 @@ def bulk_import_trial_invoices(
                     }
                 )
             invoices.append(body)
-        ids = [item.payload.external_id for item in chunk]
-        payload = {
-            "external_id": import_external_id(run_id, entity, ids),
-            "invoices": invoices,
-            "line_items": line_items,
-        }
-        try:
-            answer = client.run_json_import(
-                data_source_uuid, payload, poll_interval=BULK_POLL_SECONDS, timeout=BULK_TIMEOUT_SECONDS
-            )
-        except BulkImportUnsupportedError:
-            log.info("The API has no JSON import endpoint: importing trial invoices per customer instead.")
-            leftover.extend(chunk)
-            continue
-        except LOAD_STOPPERS as error:
-            aborted = str(error)
-            for item in chunk:
-                tally.add(_failure(entity, data_source_uuid, run_id, item.payload.external_id, None, error))
-            continue
-        except Exception as error:
-            for item in chunk:
-                tally.add(_failure(entity, data_source_uuid, run_id, item.payload.external_id, None, error))
-            continue
-        details = answer.get("status_details") or {}
-        for item in chunk:
-            invoice = item.payload
-            parts = details.get(invoice.customer_external_id) or {}
-            problem = _part_failure(parts.get("invoices"), invoice.external_id) or (
-                _part_failure(parts["line_items"], invoice.external_id) if "line_items" in parts else None
-            )
-            if problem is not None and "already exists" in problem:
-                problem = None  # an earlier attempt of ours imported it: done, not doubled
-            if problem is None:
-                tally.add(
-                    WriteResult(
-                        CREATED,
-                        (
-                            _entry(
-                                entity,
-                                data_source_uuid,
-                                invoice.external_id,
-                                run_id,
-                                uuid=None,
-                                digest=item.content_hash,
-                                payload=invoice.fields(),
-                                version=item.source_updated_at,
-                            ),
-                        ),
-                    )
-                )
-            else:
-                tally.add(
-                    _failure(
-                        entity,
-                        data_source_uuid,
-                        run_id,
-                        invoice.external_id,
-                        None,
-                        RuntimeError(f"JSON import {payload['external_id']}: {problem}"),
-                    )
-                )
-        checkpoint(list(tally.pending))
-        tally.pending.clear()
-        log.info("trial (bulk): %d/%d rows done", tally.done, tally.planned)
-    if tally.pending:
-        checkpoint(list(tally.pending))
-        tally.pending.clear()
-    return BulkOutcome(_result(tally, aborted), tuple(leftover))
+        return {"invoices": invoices, "line_items": line_items}
+
+    def problem_of(item: PlannedCreate, details: Mapping[str, Any]) -> str | None:
+        invoice = item.payload
+        parts = details.get(invoice.customer_external_id) or {}
+        problem = _part_failure(parts.get("invoices"), invoice.external_id) or (
+            _part_failure(parts["line_items"], invoice.external_id) if "line_items" in parts else None
+        )
+        if problem is not None and "already exists" in problem:
+            return None  # an earlier attempt of ours imported it: done, not doubled
+        return problem
+
+    bulk.run((c for c in chunks if c), build_payload, problem_of)
+    return bulk.outcome()
 
 
 # ---- first contact -----------------------------------------------------------------------------
