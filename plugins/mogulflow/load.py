@@ -809,9 +809,18 @@ def read_customer_state(client: Any, *, data_source_uuid: str, run_id: str) -> d
     from mogulflow.transform import content_hash
 
     entries: dict[str, StateEntry] = {}
-    for customer in client.iter_customers(data_source_uuid=data_source_uuid):
+    try:
+        customers = list(client.iter_customers(data_source_uuid=data_source_uuid))
+    except LOAD_STOPPERS:
+        raise
+    except ChartMogulError as error:
+        # Without the listing, creates still cannot double: an existing customer is adopted.
+        log.warning("Could not list the data source's customers (%s); creating with look-ups instead.", error)
+        return entries
+    for customer in customers:
         external_id = customer.get("external_id")
-        if not external_id:
+        sources = {customer.get("data_source_uuid"), *(customer.get("data_source_uuids") or ())} - {None}
+        if not external_id or (sources and data_source_uuid not in sources):
             continue
         fields = customer_fields_from_api(customer)
         entries[external_id] = _entry(

@@ -1305,6 +1305,8 @@ def _next_page_params(params: Mapping[str, Any], body: Mapping[str, Any]) -> dic
     # `has_more` decides, not the cursor: a finished search once came back with a non-null cursor.
     if not body.get("has_more") or not body.get("cursor"):
         return None
+    if body["cursor"] == params.get("cursor"):
+        return None  # a server that ignores the cursor would hand out the same page forever
     return {**params, "cursor": body["cursor"]}
 
 
