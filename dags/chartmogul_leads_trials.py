@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
+
+from mogulflow.dag_defaults import default_args
 
 POOL = "chartmogul_api"  # mogulflow.airflow_resources.POOL_NAME (not imported: keep parsing light)
 
@@ -103,16 +102,7 @@ def _fail_without_retry(error: Exception):
     params=PARAMS,
     doc_md=DOC_MD,
     tags=["chartmogul", "mogulflow"],
-    default_args={
-        "owner": "data",
-        # Transient API trouble is retried inside the client; task retries cover lost workers and
-        # outages. MOGULFLOW_TASK_RETRIES=0 turns them off (the test suite does: dag.test() sleeps
-        # through retry delays).
-        "retries": int(os.environ.get("MOGULFLOW_TASK_RETRIES", "2")),
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-    },
+    default_args=default_args(),
 )
 def chartmogul_leads_trials():
     @task

@@ -5,12 +5,11 @@ Wiring only; the steps live in mogulflow.merge, the wait in mogulflow.merge_wait
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from mogulflow.dag_defaults import default_args
 from mogulflow.merge_wait import WaitForPayingCustomersOperator
 
 POOL = "chartmogul_api"  # mogulflow.airflow_resources.POOL_NAME (not imported: keep parsing light)
@@ -113,13 +112,7 @@ def _settings(settings: dict):
     params=PARAMS,
     doc_md=DOC_MD,
     tags=["chartmogul", "mogulflow"],
-    default_args={
-        "owner": "data",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-    },
+    default_args=default_args(),
 )
 def chartmogul_merge_converted_leads():
     @task

@@ -8,6 +8,7 @@ confirmed write has been checkpointed and every remaining row is counted as fail
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,7 +21,7 @@ from mogulflow.api.errors import AuthenticationError, ChartMogulError, CircuitOp
 from mogulflow.model import Entity, RowError
 from mogulflow.plan import PlannedCreate, PlannedUpdate, SyncPlan
 from mogulflow.record import STATUS_FAILED, STATUS_SYNCED, StateEntry
-from mogulflow.transform import TrialInvoice
+from mogulflow.transform import CustomerPayload, TrialInvoice
 
 log = logging.getLogger(__name__)
 
@@ -768,16 +769,8 @@ def bulk_import_trial_invoices(
 
 # ---- first contact -----------------------------------------------------------------------------
 
-_CUSTOMER_FIELDS = (
-    "name",
-    "email",
-    "country",
-    "state",
-    "city",
-    "zip",
-    "lead_created_at",
-    "free_trial_started_at",
-)
+# The synced fields, as `CustomerPayload.fields()` names them (its external id is the key, not a field).
+_CUSTOMER_FIELDS = tuple(f.name for f in dataclasses.fields(CustomerPayload) if f.name != "external_id")
 _TIMESTAMP_FIELDS = {"lead_created_at", "free_trial_started_at"}
 
 
