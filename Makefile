@@ -32,9 +32,12 @@ test: install lint
 test-fast: install
 	$(BIN)/pytest -q -m "not slow"
 
+# ruff (style), ruff's Airflow rules with preview ones, and the import layers in pyproject.toml.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff check --select AIR --preview .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .

@@ -52,11 +52,14 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # --- 1. steady state --------------------------------------------------------------------------------
 
 
-def _sync_once(warehouse: Any, client: Any, run_id: str) -> dict[str, dict[str, Any]]:
+def _sync_once(warehouse: Any, client: Any, run_id: str) -> dict[str, Any]:
     """One full-refresh run of the loading steps, as the DAG's tasks call them."""
     from mogulflow import sync
+    from mogulflow.data_sources import ensure_data_source
+    from mogulflow.entity_step import StepInputs
+    from mogulflow.settings import resolve_settings
 
-    settings = sync.resolve_settings(
+    settings = resolve_settings(
         {"full_refresh": True, "data_source_name": "Bench leads"},
         run_id=run_id,
         dag_id="bench_sync",
@@ -64,12 +67,10 @@ def _sync_once(warehouse: Any, client: Any, run_id: str) -> dict[str, dict[str, 
         data_interval_end=None,
         started_at=RUN_STARTED_AT,
     )
-    data_source_uuid = sync.ensure_data_source(client, settings.data_source_name, dry_run=False)
+    data_source_uuid = ensure_data_source(client, settings.data_source_name, dry_run=False)
     report = sync.extract_and_validate(warehouse, settings, data_source_uuid)
-    return {
-        step.__name__: step(warehouse, client, settings, data_source_uuid, report)
-        for step in (sync.upsert_plans, sync.upsert_customers, sync.import_trial_invoices)
-    }
+    inputs = StepInputs(warehouse, client, settings, data_source_uuid, report)
+    return {str(entity): sync.load_entity(inputs, entity) for entity in sync.LOADED_ENTITIES}
 
 
 def _change_emails(warehouse_path: Path, rows: int) -> int:
@@ -137,7 +138,12 @@ def measure_steady_state(folder: Path, *, leads: int, changed: int) -> dict[str,
                     "writes": len(writes),
                     "writes_by_method": _count(f"{r.method} {_route(r.path)}" for r in writes),
                     "loaded": {
-                        name: {k: report[k] for k in ("created", "updated", "unchanged", "failed")}
+                        name: {
+                            "created": report.created,
+                            "updated": report.updated,
+                            "unchanged": report.unchanged,
+                            "failed": report.failed,
+                        }
                         for name, report in reports.items()
                     },
                 }
@@ -184,10 +190,12 @@ def child_dry_run(path: str) -> dict[str, Any]:
     """(In a fresh child process.) Extract, validate and plan every entity as a dry run; time each step."""
     process_started = time.perf_counter()
     from mogulflow import sync
+    from mogulflow.entity_step import StepInputs
+    from mogulflow.settings import resolve_settings
     from mogulflow.warehouse import Warehouse
 
     imported = time.perf_counter()
-    settings = sync.resolve_settings(
+    settings = resolve_settings(
         {"full_refresh": True, "dry_run": True},
         run_id="bench_dry_run",
         dag_id="bench_sync",
@@ -202,11 +210,16 @@ def child_dry_run(path: str) -> dict[str, Any]:
         moment = time.perf_counter()
         report = sync.extract_and_validate(warehouse, settings, None)
         steps["extract_and_validate"] = time.perf_counter() - moment
-        for step in (sync.upsert_plans, sync.upsert_customers, sync.import_trial_invoices):
+        inputs = StepInputs(warehouse, None, settings, None, report)  # type: ignore[arg-type]: a dry run
+        for entity in sync.LOADED_ENTITIES:
             moment = time.perf_counter()
-            result = step(warehouse, None, settings, None, report)
-            steps[step.__name__] = time.perf_counter() - moment
-            counts[step.__name__] = {k: result[k] for k in ("created", "updated", "unchanged")}
+            result = sync.load_entity(inputs, entity)
+            steps[f"load {entity}"] = time.perf_counter() - moment
+            counts[str(entity)] = {
+                "created": result.created,
+                "updated": result.updated,
+                "unchanged": result.unchanged,
+            }
     finally:
         warehouse.close()
     finished = time.perf_counter()
@@ -216,8 +229,8 @@ def child_dry_run(path: str) -> dict[str, Any]:
         "seconds": finished - imported,
         "steps": steps,
         "peak_rss_mib": _peak_rss_mib(),
-        "extracted": {entity: part["extracted"] for entity, part in report.items()},
-        "valid": {entity: part["valid"] for entity, part in report.items()},
+        "extracted": {str(entity): part.extracted for entity, part in report.parts.items()},
+        "valid": {str(entity): part.valid for entity, part in report.parts.items()},
         "planned": counts,
     }
 

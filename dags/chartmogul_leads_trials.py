@@ -1,14 +1,14 @@
-"""chartmogul_leads_trials: the nightly lead and trial sync. Wiring only; the steps live in mogulflow.sync."""
+"""chartmogul_leads_trials: the nightly lead and trial sync. Wiring only: the tasks' bodies are in
+mogulflow.dag_tasks, the steps in mogulflow.sync."""
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from mogulflow.dag_defaults import default_args
-
-POOL = "chartmogul_api"  # mogulflow.airflow_resources.POOL_NAME (not imported: keep parsing light)
+from mogulflow import dag_tasks
+from mogulflow.dag_defaults import POOL_NAME, default_args, leads_trials_params
 
 DOC_MD = """
 # ChartMogul leads and trials
@@ -35,63 +35,6 @@ Connections: `warehouse_default` (duckdb or postgres) and `chartmogul_default` (
 Writes run in the `chartmogul_api` pool.
 """
 
-PARAMS = {
-    "full_refresh": Param(
-        False,
-        type="boolean",
-        title="Full refresh",
-        description="Ignore the data interval: extract every row.",
-    ),
-    "start": Param(
-        None,
-        type=["null", "string"],
-        title="Window start",
-        description="Explicit window start for manual runs (ISO-8601, UTC), overriding the data interval.",
-    ),
-    "end": Param(
-        None,
-        type=["null", "string"],
-        title="Window end",
-        description="Explicit window end (exclusive; ISO-8601, UTC). Defaults to the run's start when only "
-        "start is set.",
-    ),
-    "dry_run": Param(
-        False,
-        type="boolean",
-        title="Dry run",
-        description="Validate and compare with the sync state, report what would be created, updated or left "
-        "alone; write nothing to ChartMogul or the sync state.",
-    ),
-    "data_source_name": Param(
-        "Leads",
-        type="string",
-        minLength=1,
-        title="Data source",
-        description="The ChartMogul custom data source to write into; created if missing.",
-    ),
-    "max_reject_ratio": Param(
-        0.05,
-        type="number",
-        minimum=0,
-        maximum=1,
-        title="Max reject ratio",
-        description="Above this share of rejected rows in an entity (rejected ÷ extracted, duplicates "
-        "counted), the run fails before loading that entity.",
-    ),
-}
-
-
-def _settings(settings: dict):
-    from mogulflow.sync import RunSettings
-
-    return RunSettings.from_xcom(settings)
-
-
-def _fail_without_retry(error: Exception):
-    from airflow.sdk.exceptions import AirflowFailException
-
-    return AirflowFailException(str(error))
-
 
 @dag(
     dag_id="chartmogul_leads_trials",
@@ -99,143 +42,53 @@ def _fail_without_retry(error: Exception):
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # runs share the sync state; overlapping windows are harmless, racing ones are not
-    params=PARAMS,
+    params=leads_trials_params(),
     doc_md=DOC_MD,
     tags=["chartmogul", "mogulflow"],
     default_args=default_args(),
 )
 def chartmogul_leads_trials():
-    @task
-    def resolve_window() -> dict:
-        """Decide the run's window (data interval, start/end or full refresh) and settings."""
-        from mogulflow.sync import resolve_settings
-
-        context = get_current_context()
-        dag_run = context["dag_run"]
-        settings = resolve_settings(
-            context["params"],
-            run_id=dag_run.run_id,
-            dag_id=dag_run.dag_id,
-            data_interval_start=context.get("data_interval_start"),
-            data_interval_end=context.get("data_interval_end"),
-        )
-        return settings.to_xcom()
-
-    @task(pool=POOL)
+    @task(pool=POOL_NAME, multiple_outputs=False)
     def ensure_data_source(settings: dict) -> str | None:
         """Find the ChartMogul data source by name; create it if missing."""
-        from mogulflow.airflow_resources import chartmogul_client
-        from mogulflow.sync import ensure_data_source as ensure
+        return dag_tasks.ensure_data_source(settings)
 
-        run = _settings(settings)
-        with chartmogul_client() as client:
-            return ensure(client, run.data_source_name, dry_run=run.dry_run)
-
-    @task
+    @task(multiple_outputs=False)
     def extract_and_validate(settings: dict, data_source_uuid: str | None) -> dict:
         """Extract leads, plans and trials for the window and validate every row."""
-        from mogulflow.airflow_resources import open_warehouse
-        from mogulflow.sync import extract_and_validate as run_step
+        return dag_tasks.extract_and_validate(settings, data_source_uuid)
 
-        warehouse = open_warehouse()
-        try:
-            return run_step(warehouse, _settings(settings), data_source_uuid)
-        finally:
-            warehouse.close()
-
-    @task
-    def record_rejects(settings: dict, report: dict) -> dict:
+    @task(multiple_outputs=False)
+    def record_rejects(settings: dict, data_source_uuid: str | None, report: dict) -> dict:
         """Write every rejected row, with its reason, to mogulflow_rejects."""
-        from mogulflow.airflow_resources import open_warehouse
-        from mogulflow.sync import write_rejects
+        return dag_tasks.record_rejects(settings, data_source_uuid, report)
 
-        warehouse = open_warehouse()
-        try:
-            return write_rejects(warehouse, _settings(settings), report)
-        finally:
-            warehouse.close()
-
-    def _load(step_name: str, settings: dict, data_source_uuid: str | None, report: dict) -> dict:
-        from mogulflow import sync
-        from mogulflow.airflow_resources import chartmogul_client, open_warehouse
-
-        step = getattr(sync, step_name)
-        warehouse = open_warehouse()
-        try:
-            with chartmogul_client() as client:
-                return step(warehouse, client, _settings(settings), data_source_uuid, report)
-        except sync.RejectRatioExceeded as error:
-            raise _fail_without_retry(error) from error
-        finally:
-            warehouse.close()
-
-    @task(pool=POOL)
+    @task(pool=POOL_NAME, multiple_outputs=False)
     def upsert_plans(settings: dict, data_source_uuid: str | None, report: dict) -> dict:
         """Create or update every valid plan in ChartMogul."""
-        return _load("upsert_plans", settings, data_source_uuid, report)
+        return dag_tasks.load_entity("plan", settings, data_source_uuid, report)
 
-    @task(pool=POOL, trigger_rule="all_done")
+    @task(pool=POOL_NAME, trigger_rule="all_done", multiple_outputs=False)
     def upsert_customers(settings: dict, data_source_uuid: str | None, report: dict) -> dict:
         """Create new leads as customers and PATCH changed ones (runs even when plans failed)."""
-        return _load("upsert_customers", settings, data_source_uuid, report)
+        return dag_tasks.load_entity("lead", settings, data_source_uuid, report)
 
-    @task(pool=POOL)
+    @task(pool=POOL_NAME, multiple_outputs=False)
     def import_trial_invoices(settings: dict, data_source_uuid: str | None, report: dict) -> dict:
         """Import one invoice with a trial line item per new or changed trial."""
-        return _load("import_trial_invoices", settings, data_source_uuid, report)
+        return dag_tasks.load_entity("trial", settings, data_source_uuid, report)
 
-    @task(trigger_rule="all_done", retries=0)
-    def record_run(settings: dict) -> dict:
-        """Write the run's account to mogulflow_runs; fail the run if anything failed."""
-        from mogulflow import staging
-        from mogulflow.airflow_resources import open_warehouse
-        from mogulflow.sync import summarize_run, write_run
+    record_run = dag_tasks.record_run_task(
+        dag_tasks.LEADS_TRIALS,
+        data_source_task="ensure_data_source",
+        extract_task="extract_and_validate",
+        load_tasks={"plan": "upsert_plans", "lead": "upsert_customers", "trial": "import_trial_invoices"},
+    )
 
-        context = get_current_context()
-        ti = context["ti"]
-        run = _settings(settings)
-        pulled = {
-            name: ti.xcom_pull(task_ids=name)
-            for name in (
-                "ensure_data_source",
-                "extract_and_validate",
-                "upsert_plans",
-                "upsert_customers",
-                "import_trial_invoices",
-            )
-        }
-        # A task that did not succeed left no XCom (tasks cannot query the metadata DB in Airflow 3).
-        failures = {
-            name: f"task {name} did not finish"
-            for name in ("extract_and_validate", "upsert_plans", "upsert_customers", "import_trial_invoices")
-            if pulled[name] is None
-        }
-        summary, details = summarize_run(
-            run,
-            pulled["extract_and_validate"],
-            {
-                "plan": pulled["upsert_plans"],
-                "lead": pulled["upsert_customers"],
-                "trial": pulled["import_trial_invoices"],
-            },
-            task_failures=failures,
-        )
-        warehouse = open_warehouse()
-        try:
-            write_run(
-                warehouse, summary, details, data_source=(run.data_source_name, pulled["ensure_data_source"])
-            )
-        finally:
-            warehouse.close()
-        if summary.outcome == "failed":
-            raise _fail_without_retry(RuntimeError(f"run {run.run_id} failed: {summary.message}"))
-        staging.remove_run_folder(run.dag_id, run.run_id)
-        return {"outcome": summary.outcome, "message": summary.message}
-
-    settings = resolve_window()
+    settings = dag_tasks.resolve_window_task(dag_tasks.LEADS_TRIALS)()
     data_source_uuid = ensure_data_source(settings)
     report = extract_and_validate(settings, data_source_uuid)
-    rejects = record_rejects(settings, report)
+    rejects = record_rejects(settings, data_source_uuid, report)
     plans = upsert_plans(settings, data_source_uuid, report)
     customers = upsert_customers(settings, data_source_uuid, report)
     invoices = import_trial_invoices(settings, data_source_uuid, report)

@@ -1,18 +1,18 @@
 """chartmogul_merge_converted_leads: merge converted leads into their paying customers.
 
-Wiring only; the steps live in mogulflow.merge, the wait in mogulflow.merge_wait.
+Wiring only: the tasks' bodies are in mogulflow.dag_tasks, the steps in mogulflow.conversions,
+mogulflow.paying_customers and mogulflow.merge, the wait in mogulflow.merge_wait.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from mogulflow.dag_defaults import default_args
+from mogulflow import dag_tasks
+from mogulflow.dag_defaults import POOL_NAME, default_args, merge_params
 from mogulflow.merge_wait import WaitForPayingCustomersOperator
-
-POOL = "chartmogul_api"  # mogulflow.airflow_resources.POOL_NAME (not imported: keep parsing light)
 
 DOC_MD = """
 # Merge converted leads into their paying customers
@@ -53,55 +53,6 @@ wrong `billing_customer_external_id`). Rejects alone end `success_with_rejects`.
 Connections: `warehouse_default` (duckdb or postgres) and `chartmogul_default` (type chartmogul).
 """
 
-PARAMS = {
-    "full_refresh": Param(
-        False,
-        type="boolean",
-        title="Full refresh",
-        description="Ignore the data interval: read every conversion.",
-    ),
-    "start": Param(
-        None,
-        type=["null", "string"],
-        title="Window start",
-        description="Explicit window start for manual runs (ISO-8601, UTC), overriding the data interval.",
-    ),
-    "end": Param(
-        None,
-        type=["null", "string"],
-        title="Window end",
-        description="Explicit window end (exclusive; ISO-8601, UTC). Defaults to the run's start when only "
-        "start is set.",
-    ),
-    "data_source_name": Param(
-        "Leads",
-        type="string",
-        minLength=1,
-        title="Data source",
-        description="The ChartMogul custom data source chartmogul_leads_trials writes the leads into.",
-    ),
-    "lookup_interval_seconds": Param(
-        60,
-        type="number",
-        exclusiveMinimum=0,
-        title="Lookup interval (s)",
-        description="How often to look for paying customers that do not exist in ChartMogul yet.",
-    ),
-    "lookup_timeout_seconds": Param(
-        1200,
-        type="number",
-        minimum=0,
-        title="Lookup timeout (s)",
-        description="How long to keep looking before a conversion counts as failed (retried next run).",
-    ),
-}
-
-
-def _settings(settings: dict):
-    from mogulflow.merge import MergeSettings
-
-    return MergeSettings.from_xcom(settings)
-
 
 @dag(
     dag_id="chartmogul_merge_converted_leads",
@@ -109,122 +60,41 @@ def _settings(settings: dict):
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # runs share the sync state: two runs must not merge the same lead
-    params=PARAMS,
+    params=merge_params(),
     doc_md=DOC_MD,
     tags=["chartmogul", "mogulflow"],
     default_args=default_args(),
 )
 def chartmogul_merge_converted_leads():
-    @task
-    def resolve_window() -> dict:
-        """Decide the run's window (data interval, start/end or full refresh) and the wait's pace."""
-        from mogulflow.merge import resolve_merge_settings
-
-        context = get_current_context()
-        dag_run = context["dag_run"]
-        settings = resolve_merge_settings(
-            context["params"],
-            run_id=dag_run.run_id,
-            dag_id=dag_run.dag_id,
-            data_interval_start=context.get("data_interval_start"),
-            data_interval_end=context.get("data_interval_end"),
-        )
-        return settings.to_xcom()
-
-    @task
+    @task(multiple_outputs=False)
     def find_data_source(settings: dict) -> str | None:
         """Find the leads' ChartMogul data source by name (never created here)."""
-        from mogulflow.airflow_resources import chartmogul_client
-        from mogulflow.merge import find_data_source as find
+        return dag_tasks.find_data_source(settings)
 
-        with chartmogul_client() as client:
-            return find(client, _settings(settings).run.data_source_name)
-
-    @task
+    @task(multiple_outputs=False)
     def extract_and_validate(settings: dict, data_source_uuid: str | None) -> dict:
         """Extract the window's conversions and validate every row."""
-        from mogulflow.airflow_resources import open_warehouse
-        from mogulflow.merge import extract_and_validate_conversions
+        return dag_tasks.extract_and_validate_conversions(settings, data_source_uuid)
 
-        warehouse = open_warehouse()
-        try:
-            return extract_and_validate_conversions(warehouse, _settings(settings), data_source_uuid)
-        finally:
-            warehouse.close()
-
-    @task
+    @task(multiple_outputs=False)
     def record_rejects(settings: dict, data_source_uuid: str | None, report: dict) -> dict:
         """Write rejected conversions to mogulflow_rejects; re-read those waiting for their lead next run."""
-        from mogulflow.airflow_resources import open_warehouse
-        from mogulflow.merge import record_conversion_rejects
+        return dag_tasks.record_rejects(settings, data_source_uuid, report, merge=True)
 
-        warehouse = open_warehouse()
-        try:
-            return record_conversion_rejects(warehouse, _settings(settings), data_source_uuid, report)
-        finally:
-            warehouse.close()
-
-    @task(pool=POOL)
+    @task(pool=POOL_NAME, multiple_outputs=False)
     def merge_customers(settings: dict, data_source_uuid: str | None, report: dict, lookup: dict) -> dict:
         """Merge each lead into its paying customer, once; record every outcome in the sync state."""
-        from mogulflow.airflow_resources import chartmogul_client, open_warehouse
-        from mogulflow.merge import merge_conversions
+        return dag_tasks.merge_customers(settings, data_source_uuid, report, lookup)
 
-        warehouse = open_warehouse()
-        try:
-            with chartmogul_client() as client:
-                return merge_conversions(
-                    warehouse, client, _settings(settings), data_source_uuid, report, lookup
-                )
-        finally:
-            warehouse.close()
+    record_run = dag_tasks.record_run_task(
+        dag_tasks.CONVERSIONS,
+        data_source_task="find_data_source",
+        extract_task="extract_and_validate",
+        load_tasks={"conversion": "merge_customers"},
+        also_required=("wait_for_paying_customers",),
+    )
 
-    @task(trigger_rule="all_done", retries=0)
-    def record_run(settings: dict) -> dict:
-        """Write the run's account to mogulflow_runs; fail the run if any conversion failed."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from mogulflow import staging
-        from mogulflow.airflow_resources import open_warehouse
-        from mogulflow.merge import summarize_merge_run
-        from mogulflow.sync import write_run
-
-        ti = get_current_context()["ti"]
-        run = _settings(settings)
-        pulled = {
-            name: ti.xcom_pull(task_ids=name)
-            for name in (
-                "find_data_source",
-                "extract_and_validate",
-                "wait_for_paying_customers",
-                "merge_customers",
-            )
-        }
-        # A task that did not succeed left no XCom (tasks cannot query the metadata DB in Airflow 3).
-        failures = {
-            name: f"task {name} did not finish"
-            for name in ("extract_and_validate", "wait_for_paying_customers", "merge_customers")
-            if pulled[name] is None
-        }
-        summary, details = summarize_merge_run(
-            run, pulled["extract_and_validate"], pulled["merge_customers"], task_failures=failures
-        )
-        warehouse = open_warehouse()
-        try:
-            write_run(
-                warehouse,
-                summary,
-                details,
-                data_source=(run.run.data_source_name, pulled["find_data_source"]),
-            )
-        finally:
-            warehouse.close()
-        if summary.outcome == "failed":
-            raise AirflowFailException(f"run {run.run.run_id} failed: {summary.message}")
-        staging.remove_run_folder(run.run.dag_id, run.run.run_id)
-        return {"outcome": summary.outcome, "message": summary.message}
-
-    settings = resolve_window()
+    settings = dag_tasks.resolve_window_task(dag_tasks.CONVERSIONS)()
     data_source_uuid = find_data_source(settings)
     report = extract_and_validate(settings, data_source_uuid)
     rejects = record_rejects(settings, data_source_uuid, report)

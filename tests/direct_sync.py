@@ -1,8 +1,8 @@
 """Run `chartmogul_leads_trials`'s steps without Airflow, and read back what a sync left behind.
 
-`run_sync_directly` calls the Airflow-free functions of `mogulflow.sync` in the order and with the
-trigger rules of the DAG's tasks, so a test can run thirty windows in seconds. `synced_account`
-projects a sandbox's data source onto the fields mogulflow maps, for comparing two syncs.
+`run_sync_directly` calls the Airflow-free steps (`mogulflow.sync`, `mogulflow.account`) in the
+order and with the trigger rules of the DAG's tasks, so a test can run thirty windows in seconds.
+`synced_account` projects a sandbox's data source onto the fields mogulflow maps, for comparing two syncs.
 """
 
 from __future__ import annotations
@@ -15,9 +15,15 @@ from typing import Any
 import duckdb
 
 from mogulflow import staging, sync
+from mogulflow.account import LEADS_TRIALS, summarize_run, write_run
 from mogulflow.api.client import ChartMogulClient
 from mogulflow.api.retry import RetryPolicy
-from mogulflow.model import RunSummary
+from mogulflow.data_sources import ensure_data_source
+from mogulflow.entity_step import RejectRatioExceeded, StepInputs
+from mogulflow.model import Entity, RunSummary
+from mogulflow.rejects import write_rejects
+from mogulflow.reports import LoadReport
+from mogulflow.settings import resolve_settings
 from mogulflow.warehouse import Warehouse
 
 DAG_ID = "chartmogul_leads_trials"
@@ -40,36 +46,37 @@ def run_sync_directly(
     warehouse_path: str | Path, client: ChartMogulClient, *, run_id: str, **params: Any
 ) -> RunSummary:
     """One run of the DAG's steps (params as the DAG's `--conf`); returns the account it recorded."""
-    settings = sync.resolve_settings(
+    settings = resolve_settings(
         params, run_id=run_id, dag_id=DAG_ID, data_interval_start=None, data_interval_end=None
     )
-    data_source_uuid = sync.ensure_data_source(client, settings.data_source_name, dry_run=settings.dry_run)
+    data_source_uuid = ensure_data_source(client, settings.data_source_name, dry_run=settings.dry_run)
     warehouse = Warehouse.open_duckdb(str(warehouse_path))
     try:
         report = sync.extract_and_validate(warehouse, settings, data_source_uuid)
-        sync.write_rejects(warehouse, settings, report)
-        loads: dict[str, dict[str, Any] | None] = {}
-        failures: dict[str, str] = {}
+        write_rejects(warehouse, settings, report, data_source_uuid)
+        inputs = StepInputs(warehouse, client, settings, data_source_uuid, report)
+        loads: dict[Entity, LoadReport | None] = {}
+        failures: list[str] = []
         # upsert_customers runs even when upsert_plans failed; import_trial_invoices needs customers.
-        for entity, task_id, step in (
-            ("plan", "upsert_plans", sync.upsert_plans),
-            ("lead", "upsert_customers", sync.upsert_customers),
-            ("trial", "import_trial_invoices", sync.import_trial_invoices),
+        for entity, task_id in (
+            (Entity.PLAN, "upsert_plans"),
+            (Entity.LEAD, "upsert_customers"),
+            (Entity.TRIAL, "import_trial_invoices"),
         ):
-            if entity == "trial" and "upsert_customers" in failures:
+            if entity is Entity.TRIAL and "task upsert_customers did not finish" in failures:
                 loads[entity] = None
                 continue
             try:
-                loads[entity] = step(warehouse, client, settings, data_source_uuid, report)
-            except sync.RejectRatioExceeded:
+                loads[entity] = sync.load_entity(inputs, entity)
+            except RejectRatioExceeded:
                 loads[entity] = None
-                failures[task_id] = f"task {task_id} did not finish"
-        summary, details = sync.summarize_run(settings, report, loads, task_failures=failures)
-        sync.write_run(warehouse, summary, details, data_source=(settings.data_source_name, data_source_uuid))
+                failures.append(f"task {task_id} did not finish")
+        account = summarize_run(settings, LEADS_TRIALS, report, loads, task_failures=failures)
+        write_run(warehouse, account, data_source=(settings.data_source_name, data_source_uuid))
     finally:
         warehouse.close()
     staging.remove_run_folder(DAG_ID, run_id)
-    return summary
+    return account.summary
 
 
 # ---- reading the outcome ------------------------------------------------------------------------

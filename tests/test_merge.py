@@ -17,31 +17,21 @@ from datetime import UTC, datetime
 import pytest
 from repo_paths import REPO
 
+from mogulflow.account import CONVERSIONS, summarize_run
 from mogulflow.api.client import AsyncChartMogulClient, ChartMogulClient
-from mogulflow.merge import (
-    BillingKey,
-    LookupReport,
-    MergeSettings,
-    PayingCustomer,
-    extract_and_validate_conversions,
-    keys_to_look_up,
-    merge_conversions,
-    record_conversion_rejects,
-    resolve_merge_settings,
-    summarize_merge_run,
-    wait_for_paying_customers,
-)
+from mogulflow.conversions import BillingKey, extract_and_validate_conversions, keys_to_look_up
+from mogulflow.merge import merge_conversions
 from mogulflow.model import Entity, RunSummary
-from mogulflow.record import (
-    STATUS_FAILED,
-    STATUS_MERGED,
-    STATUS_SYNCED,
-    StateEntry,
-    ensure_tables,
-    load_state,
-    save_state,
-)
+from mogulflow.paying_customers import LookupReport, PayingCustomer, wait_for_paying_customers
+from mogulflow.record import ensure_tables
+from mogulflow.rejects import write_rejects
+from mogulflow.reports import ExtractReport, LoadReport, StagedExtract
+from mogulflow.settings import MergeSettings, resolve_merge_settings
+from mogulflow.state import StateEntry, SyncStatus, load_state, save_state
 from mogulflow.warehouse import Warehouse
+from mogulflow.xcom import from_xcom, to_xcom
+
+STATUS_SYNCED, STATUS_FAILED, STATUS_MERGED = SyncStatus.SYNCED, SyncStatus.FAILED, SyncStatus.MERGED
 
 API_KEY = "test-key-merge"
 DAG_ID = "chartmogul_merge_converted_leads"
@@ -86,11 +76,18 @@ def sync_lead(warehouse: Warehouse, client: ChartMogulClient, leads_ds: str, lea
         warehouse,
         [
             StateEntry(
-                Entity.LEAD, leads_ds, lead_id, customer["uuid"], "hash-" + lead_id, payload, STATUS_SYNCED,
-                datetime.now(UTC), "leads-run",
+                entity=Entity.LEAD,
+                data_source_uuid=leads_ds,
+                external_id=lead_id,
+                chartmogul_uuid=customer["uuid"],
+                content_hash="hash-" + lead_id,
+                payload=payload,
+                status=STATUS_SYNCED,
+                synced_at=datetime.now(UTC),
+                run_id="leads-run",
             )
         ],
-    )  # fmt: skip
+    )
     return customer["uuid"]
 
 
@@ -136,7 +133,7 @@ def run_merge(
     interval: float = 0.1,
     timeout: float = 0.0,
     **params: object,
-) -> tuple[RunSummary, dict]:
+) -> tuple[RunSummary, LoadReport]:
     """The DAG's steps in its order, with the wait done in line (as dag.test runs the trigger).
 
     Returns the run's account and the merge step's report.
@@ -149,8 +146,8 @@ def run_merge(
         data_interval_start=None,
         data_interval_end=None,
     )
-    report = extract_and_validate_conversions(warehouse, settings, leads_ds)
-    record_conversion_rejects(warehouse, settings, leads_ds, report)
+    report = extract_and_validate_conversions(warehouse, settings.run, leads_ds)
+    write_rejects(warehouse, settings.run, report, leads_ds)
     keys = keys_to_look_up(warehouse, leads_ds, report)
 
     async def wait() -> LookupReport:
@@ -160,9 +157,9 @@ def run_merge(
             )
 
     lookup = asyncio.run(wait()) if keys else LookupReport()
-    merged = merge_conversions(warehouse, client, settings, leads_ds, report, lookup.to_xcom())
-    summary, _details = summarize_merge_run(settings, report, merged, task_failures={})
-    return summary, merged
+    merged = merge_conversions(warehouse, client, settings.run, leads_ds, report, lookup)
+    account = summarize_run(settings.run, CONVERSIONS, report, {Entity.CONVERSION: merged})
+    return account.summary, merged
 
 
 def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -237,7 +234,7 @@ def test_paying_customers_that_appear_during_the_wait_are_merged(
     for thread in billing:
         thread.join()
     assert summary.counts[Entity.CONVERSION].created == 3
-    assert merged["lookup"]["polls"] == 3  # cus_3 was missed twice, found at the third lookup
+    assert merged.lookup.polls == 3  # cus_3 was missed twice, found at the third lookup
     for lead_id, billing_id in (("L1", "cus_1"), ("L2", "cus_2"), ("L3", "cus_3")):
         assert eventually(
             lambda lead=lead_id, bill=billing_id: merged_into(sandbox, leads_ds, lead, stripe_ds, bill)
@@ -260,8 +257,8 @@ def test_paying_customer_that_never_appears_fails_only_its_conversion(
     assert (counts.extracted, counts.created, counts.failed) == (2, 1, 1)
     assert summary.outcome == "failed"
     assert "not found in time" in summary.message
-    assert merged["errors"][0]["external_id"] == "L2"
-    assert "cus_never" in merged["errors"][0]["message"]
+    assert merged.errors[0].external_id == "L2"
+    assert "cus_never" in merged.errors[0].message
     assert eventually(lambda: merged_into(sandbox, leads_ds, "L1", stripe_ds, "cus_1"))
     state = load_state(warehouse, Entity.CONVERSION, leads_ds)
     assert state["L2"].status == STATUS_FAILED
@@ -380,7 +377,7 @@ def test_lead_already_merged_into_another_customer_is_not_merged_again(
     summary, merged = run_merge(warehouse, client, sandbox, leads_ds, run_id="run-2")
 
     assert summary.counts[Entity.CONVERSION].failed == 1
-    assert "unmerge" in merged["errors"][0]["message"]
+    assert "unmerge" in merged.errors[0].message
     assert len(merge_requests(sandbox)) == 1
 
 
@@ -389,8 +386,9 @@ def test_trial_invoices_imported_after_the_merge_land_on_the_surviving_customer(
 ):
     from builders import frame, trial
 
-    from mogulflow.load import load_trial_invoices, uuids_by_external_id
+    from mogulflow.load import load_trial_invoices
     from mogulflow.plan import plan_sync
+    from mogulflow.state import uuids_by_external_id
     from mogulflow.transform import build_trial_invoices
     from mogulflow.validate import validate_trials
 
@@ -418,7 +416,7 @@ def test_trial_invoices_imported_after_the_merge_land_on_the_surviving_customer(
         plan_sync(Entity.TRIAL, build_trial_invoices(valid.valid), {}),
         data_source_uuid=leads_ds,
         run_id="leads-run-2",
-        customer_uuid_by_lead=uuids_by_external_id(load_state(warehouse, Entity.LEAD, leads_ds).values()),
+        customer_uuid_by_lead=uuids_by_external_id(load_state(warehouse, Entity.LEAD, leads_ds)),
         plan_uuid_by_plan={"P1": plan["uuid"]},
         checkpoint=lambda entries: None,
     )
@@ -482,7 +480,7 @@ def test_lookup_report_survives_xcom():
         polls=3,
         waited_seconds=12.5,
     )
-    assert LookupReport.from_xcom(report.to_xcom()) == report
+    assert from_xcom(LookupReport, to_xcom(report)) == report
 
 
 def test_merge_settings_take_the_window_rules_of_the_leads_dag_and_the_wait_params():
@@ -496,7 +494,7 @@ def test_merge_settings_take_the_window_rules_of_the_leads_dag_and_the_wait_para
     assert settings.run.window.start == datetime(2025, 4, 1, tzinfo=UTC)
     assert (settings.lookup_interval_seconds, settings.lookup_timeout_seconds) == (5, 1200)
     assert settings.run.data_source_name == "Leads"
-    assert MergeSettings.from_xcom(settings.to_xcom()) == settings
+    assert from_xcom(MergeSettings, to_xcom(settings)) == settings
 
 
 @pytest.mark.parametrize("params", [{"lookup_interval_seconds": 0}, {"lookup_timeout_seconds": -1}])
@@ -511,11 +509,21 @@ def test_run_whose_merge_step_never_ran_counts_its_valid_conversions_as_failed()
     settings = resolve_merge_settings(
         {"full_refresh": True}, run_id="r", dag_id=DAG_ID, data_interval_start=None, data_interval_end=None
     )
-    extract = {"conversion": {"extracted": 4, "valid": 3, "rejected": 1, "rejects_by_rule": {"x": 1}}}
-
-    summary, _ = summarize_merge_run(
-        settings, extract, None, task_failures={"merge_customers": "task merge_customers did not finish"}
+    extract = ExtractReport(
+        {
+            Entity.CONVERSION: StagedExtract(
+                Entity.CONVERSION, 4, 3, 1, {"x": 1}, "valid.parquet", "rejects.parquet"
+            )
+        }
     )
+
+    summary = summarize_run(
+        settings.run,
+        CONVERSIONS,
+        extract,
+        {Entity.CONVERSION: None},
+        task_failures=["task merge_customers did not finish"],
+    ).summary
 
     counts = summary.counts[Entity.CONVERSION]
     assert (counts.extracted, counts.rejected, counts.failed, counts.accounted) == (4, 1, 3, 4)
@@ -528,8 +536,8 @@ def test_trigger_rebuilds_from_what_it_serializes():
     from mogulflow.merge_wait import PayingCustomersTrigger
 
     trigger = PayingCustomersTrigger(
-        keys=[BillingKey("ds", "c1").to_xcom()],
-        found=[PayingCustomer(BillingKey("ds", "c0"), "u0").to_xcom()],
+        keys=[to_xcom(BillingKey("ds", "c1"))],
+        found=[to_xcom(PayingCustomer(BillingKey("ds", "c0"), "u0"))],
         polls=1,
         started_at=1.0,
         deadline=1201.0,

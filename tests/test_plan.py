@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
+from mogulflow.content import content_hash
 from mogulflow.model import Entity
 from mogulflow.plan import plan_sync
-from mogulflow.record import STATUS_FAILED, STATUS_MERGED, STATUS_SYNCED, StateEntry
-from mogulflow.transform import CustomerPayload, content_hash
+from mogulflow.state import StateEntry, SyncStatus
+from mogulflow.transform import CustomerPayload
+
+STATUS_SYNCED, STATUS_FAILED, STATUS_MERGED = SyncStatus.SYNCED, SyncStatus.FAILED, SyncStatus.MERGED
 
 NOW = datetime(2025, 5, 1, tzinfo=UTC)
 
@@ -27,10 +31,22 @@ def customer(**changes) -> CustomerPayload:
     return CustomerPayload(**{**fields, **changes})
 
 
-def state_of(payload: CustomerPayload, *, status: str = STATUS_SYNCED, uuid: str | None = "cus_1") -> dict:
+def state_of(
+    payload: CustomerPayload, *, status: SyncStatus = STATUS_SYNCED, uuid: str | None = "cus_1"
+) -> dict:
     fields = payload.fields()
     digest = None if status == STATUS_FAILED else content_hash(fields)  # a failed write keeps no hash
-    entry = StateEntry(Entity.LEAD, "ds_1", payload.external_id, uuid, digest, fields, status, NOW, "r0")
+    entry = StateEntry(
+        entity=Entity.LEAD,
+        data_source_uuid="ds_1",
+        external_id=payload.external_id,
+        chartmogul_uuid=uuid,
+        content_hash=digest,
+        payload=fields,
+        status=status,
+        synced_at=NOW,
+        run_id="r0",
+    )
     return {payload.external_id: entry}
 
 
@@ -88,7 +104,7 @@ def test_merged_lead_with_only_profile_changes_is_left_alone():
 def test_older_version_of_a_synced_row_is_left_alone():
     synced = state_of(customer(name="Acme GmbH"))
     entry = synced["L1"]
-    synced["L1"] = StateEntry(**{**entry.__dict__, "source_updated_at": datetime(2025, 1, 10, tzinfo=UTC)})
+    synced["L1"] = dataclasses.replace(entry, source_updated_at=datetime(2025, 1, 10, tzinfo=UTC))
     plan = plan_sync(
         Entity.LEAD,
         [customer(name="Acme (old name)")],
@@ -101,7 +117,7 @@ def test_older_version_of_a_synced_row_is_left_alone():
 def test_newer_version_of_a_synced_row_is_updated():
     synced = state_of(customer(name="Acme GmbH"))
     entry = synced["L1"]
-    synced["L1"] = StateEntry(**{**entry.__dict__, "source_updated_at": datetime(2025, 1, 10, tzinfo=UTC)})
+    synced["L1"] = dataclasses.replace(entry, source_updated_at=datetime(2025, 1, 10, tzinfo=UTC))
     plan = plan_sync(
         Entity.LEAD, [customer(name="Acme AG")], synced, versions={"L1": datetime(2025, 2, 1, tzinfo=UTC)}
     )

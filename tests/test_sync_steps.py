@@ -12,9 +12,15 @@ import duckdb
 import pytest
 from sample_rows import build_warehouse
 
-from mogulflow import load, sync
+from mogulflow import load_bulk, sync
 from mogulflow.api.client import ChartMogulClient
+from mogulflow.data_sources import ensure_data_source
+from mogulflow.entity_step import StepInputs
+from mogulflow.model import Entity
+from mogulflow.rejects import write_rejects
+from mogulflow.reports import LoadReport
 from mogulflow.sandbox import SandboxServer
+from mogulflow.settings import resolve_settings
 from mogulflow.warehouse import Warehouse
 
 WRITES = ("POST", "PATCH", "PUT", "DELETE")
@@ -39,9 +45,9 @@ def client(sandbox):
         yield api
 
 
-def run_sync(warehouse_path, client, run_id: str, **params) -> dict[str, dict]:
+def run_sync(warehouse_path, client, run_id: str, **params) -> dict[str, LoadReport]:
     """One run of the DAG's steps, in order, as the tasks call them; returns the load reports."""
-    settings = sync.resolve_settings(
+    settings = resolve_settings(
         {"full_refresh": True, "max_reject_ratio": 0.5, **params},
         run_id=run_id,
         dag_id="chartmogul_leads_trials",
@@ -51,12 +57,17 @@ def run_sync(warehouse_path, client, run_id: str, **params) -> dict[str, dict]:
     )
     warehouse = Warehouse.open_duckdb(str(warehouse_path))
     try:
-        ds = sync.ensure_data_source(client, settings.data_source_name, dry_run=settings.dry_run)
+        ds = ensure_data_source(client, settings.data_source_name, dry_run=settings.dry_run)
         report = sync.extract_and_validate(warehouse, settings, ds)
-        sync.write_rejects(warehouse, settings, report)
+        write_rejects(warehouse, settings, report, ds)
+        inputs = StepInputs(warehouse, client, settings, ds, report)
         return {
-            step: getattr(sync, step)(warehouse, client, settings, ds, report)
-            for step in ("upsert_plans", "upsert_customers", "import_trial_invoices")
+            step: sync.load_entity(inputs, entity)
+            for step, entity in (
+                ("upsert_plans", Entity.PLAN),
+                ("upsert_customers", Entity.LEAD),
+                ("import_trial_invoices", Entity.TRIAL),
+            )
         }
     finally:
         warehouse.close()
@@ -77,13 +88,13 @@ def leads_ds(sandbox) -> str:
 
 
 def test_many_new_objects_go_through_json_imports(monkeypatch, sandbox, client, warehouse_path):
-    monkeypatch.setenv(load.BULK_THRESHOLD_ENV, "2")
-    monkeypatch.setattr(load, "BULK_POLL_SECONDS", 0.05)
+    monkeypatch.setenv(load_bulk.BULK_THRESHOLD_ENV, "2")
+    monkeypatch.setattr(load_bulk, "BULK_POLL_SECONDS", 0.05)
 
     reports = run_sync(warehouse_path, client, "bulk-1")
 
-    assert reports["upsert_customers"]["created"] == 4
-    assert reports["import_trial_invoices"]["created"] == 3
+    assert reports["upsert_customers"].created == 4
+    assert reports["import_trial_invoices"].created == 3
     ds = leads_ds(sandbox)
     assert {c["external_id"] for c in sandbox.state.customers(ds)} == {"L1", "L2", "L3", "L4"}
     assert {i["external_id"] for i in sandbox.state.invoices(data_source_uuid=ds)} == {"T1", "T2", "T3"}
@@ -94,15 +105,15 @@ def test_many_new_objects_go_through_json_imports(monkeypatch, sandbox, client, 
 
 
 def test_bulk_imported_objects_are_left_alone_by_the_next_run(monkeypatch, sandbox, client, warehouse_path):
-    monkeypatch.setenv(load.BULK_THRESHOLD_ENV, "2")
-    monkeypatch.setattr(load, "BULK_POLL_SECONDS", 0.05)
+    monkeypatch.setenv(load_bulk.BULK_THRESHOLD_ENV, "2")
+    monkeypatch.setattr(load_bulk, "BULK_POLL_SECONDS", 0.05)
     run_sync(warehouse_path, client, "bulk-1")
     seen = len(sandbox.requests)
 
     reports = run_sync(warehouse_path, client, "bulk-2")
 
     assert writes(sandbox, seen) == []
-    assert (reports["upsert_customers"]["unchanged"], reports["import_trial_invoices"]["unchanged"]) == (4, 3)
+    assert (reports["upsert_customers"].unchanged, reports["import_trial_invoices"].unchanged) == (4, 3)
 
 
 def test_first_contact_with_a_filled_data_source_compares_not_creates(sandbox, client, warehouse_path):
@@ -112,7 +123,7 @@ def test_first_contact_with_a_filled_data_source_compares_not_creates(sandbox, c
 
     reports = run_sync(warehouse_path, client, "second")
 
-    assert reports["upsert_customers"]["unchanged"] == 4
+    assert reports["upsert_customers"].unchanged == 4
     assert [r for r in writes(sandbox, seen) if "/customers" in r.path] == []
     listing = [r for r in sandbox.requests[seen:] if r.method == "GET" and r.path == "/v1/customers"]
     assert len(listing) == 1  # one page of 200 lists the whole data source; no lookups one by one
@@ -133,8 +144,8 @@ def test_a_changed_lead_is_patched_once_with_only_the_changed_fields(sandbox, cl
     customer = sandbox.state.find_customer(leads_ds(sandbox), "L1")
     assert (patch.method, patch.path) == ("PATCH", f"/v1/customers/{customer['uuid']}")
     assert customer["email"] == "new@acme.example"
-    assert reports["upsert_customers"]["updated"] == 1
-    assert reports["upsert_customers"]["unchanged"] == 3
+    assert reports["upsert_customers"].updated == 1
+    assert reports["upsert_customers"].unchanged == 3
 
 
 def test_changed_fields_are_the_only_ones_planned():

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pandas as pd
 from builders import NOW, frame, lead, plan, trial
 
+from mogulflow.content import content_hash, format_api_time
 from mogulflow.transform import (
     CustomerPayload,
     PlanPayload,
@@ -16,8 +17,6 @@ from mogulflow.transform import (
     build_customer_payloads,
     build_plan_payloads,
     build_trial_invoices,
-    content_hash,
-    format_api_time,
     resolve_lead_created_at,
 )
 from mogulflow.validate import validate_leads, validate_plans, validate_trials

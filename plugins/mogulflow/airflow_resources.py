@@ -7,15 +7,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mogulflow.defaults import CHARTMOGUL_CONN_ID, POOL_NAME, WAREHOUSE_CONN_ID
 from mogulflow.warehouse import Dialect, Warehouse
+
+if TYPE_CHECKING:
+    from mogulflow.api.client import ChartMogulClient
 
 log = logging.getLogger(__name__)
 
-WAREHOUSE_CONN_ID = "warehouse_default"
-CHARTMOGUL_CONN_ID = "chartmogul_default"
-POOL_NAME = "chartmogul_api"
 # Slots: tasks writing to ChartMogul at once across all runs. Each task paces itself to the
 # connection's requests_per_second, so more than one slot would multiply the account's rate.
 POOL_SLOTS = 1
@@ -65,7 +66,7 @@ def _wait_for_duckdb_lock(connect: Any) -> Any:
             pause = min(pause * 2, 10.0)
 
 
-def chartmogul_client(conn_id: str = CHARTMOGUL_CONN_ID) -> Any:
+def chartmogul_client(conn_id: str = CHARTMOGUL_CONN_ID) -> ChartMogulClient:
     """A ChartMogul client configured from an Airflow connection of type chartmogul."""
     from mogulflow.hook import ChartMogulHook
 

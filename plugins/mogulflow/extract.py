@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
 
 from mogulflow.model import Entity, Window
+from mogulflow.sql_files import read_sql
 from mogulflow.warehouse import DEFAULT_CHUNK_ROWS, Warehouse
-
-# include/sql sits beside plugins/ in the repository; deployments may point elsewhere.
-SQL_DIR_ENV = "MOGULFLOW_SQL_DIR"
-_REPO_SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
 
 _TEMPLATES = {
     Entity.LEAD: "extract_leads.sql",
@@ -22,21 +17,6 @@ _TEMPLATES = {
     Entity.TRIAL: "extract_trials.sql",
     Entity.CONVERSION: "extract_conversions.sql",
 }
-
-
-def sql_dir() -> Path:
-    """Where the SQL templates live: `$MOGULFLOW_SQL_DIR`, else the repository's include/sql."""
-    return Path(os.environ.get(SQL_DIR_ENV) or _REPO_SQL_DIR)
-
-
-def read_sql(name: str) -> str:
-    """The text of one SQL file from `sql_dir()`."""
-    path = sql_dir() / name
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"SQL template {path} is missing; set ${SQL_DIR_ENV} to your include/sql folder"
-        )
-    return path.read_text()
 
 
 def window_params(window: Window, data_source_uuid: str | None) -> dict[str, object]:

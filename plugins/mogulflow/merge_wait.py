@@ -3,7 +3,7 @@
 Billing integrations create the paying customer in ChartMogul some minutes after the payment, so
 `chartmogul_merge_converted_leads` looks every paying customer of the run up once in the worker and,
 while some are missing, defers: the worker slot is released and the triggerer repeats the lookups
-(`mogulflow.merge.wait_for_paying_customers`, with the async client) every
+(`mogulflow.paying_customers.wait_for_paying_customers`, with the async client) every
 `lookup_interval_seconds` until all are found or `lookup_timeout_seconds` have passed since the
 first lookup. One task and one trigger wait for the whole batch, not one sensor per conversion.
 
@@ -20,13 +20,16 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-CHARTMOGUL_CONN_ID = "chartmogul_default"  # mogulflow.airflow_resources.CHARTMOGUL_CONN_ID
-WAREHOUSE_CONN_ID = "warehouse_default"  # mogulflow.airflow_resources.WAREHOUSE_CONN_ID
+if TYPE_CHECKING:
+    from mogulflow.paying_customers import LookupReport
+
+from mogulflow.defaults import CHARTMOGUL_CONN_ID, WAREHOUSE_CONN_ID
+
 # Extra time the scheduler grants the trigger beyond its own deadline before failing the task
 # (a triggerer that is down, or lookups slowed by retries).
 DEFER_MARGIN_SECONDS = 300
@@ -35,9 +38,9 @@ DEFER_MARGIN_SECONDS = 300
 class PayingCustomersTrigger(BaseTrigger):
     """Look the missing paying customers up every `interval` seconds until found or `deadline` passes.
 
-    Fires one event whose payload is `mogulflow.merge.LookupReport.to_xcom()`. Every argument is
-    JSON (the trigger is stored in the metadata DB and may restart on another triggerer); the API key
-    is read from the connection, never passed.
+    Fires one event whose payload is a `mogulflow.paying_customers.LookupReport` in XCom form.
+    Every argument is JSON (the trigger is stored in the metadata DB and may restart on another
+    triggerer); the API key is read from the connection, never passed.
     """
 
     def __init__(
@@ -79,8 +82,10 @@ class PayingCustomersTrigger(BaseTrigger):
         """Poll until every key is found or the deadline passes; then fire once."""
         from asgiref.sync import sync_to_async
 
+        from mogulflow.conversions import BillingKey
         from mogulflow.hook import ChartMogulHook
-        from mogulflow.merge import BillingKey, PayingCustomer, wait_for_paying_customers
+        from mogulflow.paying_customers import PayingCustomer, wait_for_paying_customers
+        from mogulflow.xcom import from_xcom, to_xcom
 
         # Reading the connection is synchronous (secrets backends): keep it off the event loop.
         hook = ChartMogulHook(chartmogul_conn_id=self.chartmogul_conn_id)
@@ -88,22 +93,22 @@ class PayingCustomersTrigger(BaseTrigger):
         try:
             report = await wait_for_paying_customers(
                 client,
-                [BillingKey.from_xcom(key) for key in self.keys],
+                [from_xcom(BillingKey, key) for key in self.keys],
                 interval=self.interval,
                 deadline=self.deadline,
-                found=[PayingCustomer.from_xcom(customer) for customer in self.found],
+                found=[from_xcom(PayingCustomer, customer) for customer in self.found],
                 polls=self.polls,
                 started_at=self.started_at,
             )
         finally:
             await client.aclose()
-        yield TriggerEvent(report.to_xcom())
+        yield TriggerEvent(to_xcom(report))
 
 
 class WaitForPayingCustomersOperator(BaseOperator):
     """Find the paying customer of every conversion still to merge, deferring while some are missing.
 
-    Returns (XCom) `mogulflow.merge.LookupReport.to_xcom()`: found customers and the ones still
+    Returns (XCom) a `mogulflow.paying_customers.LookupReport`: found customers and the ones still
     missing at the deadline. Missing customers do not fail the task: the merge step records them.
     """
 
@@ -127,23 +132,29 @@ class WaitForPayingCustomersOperator(BaseOperator):
         self.chartmogul_conn_id = chartmogul_conn_id
         self.warehouse_conn_id = warehouse_conn_id
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any) -> Any:
         """Look every key up once here; defer to `PayingCustomersTrigger` for the missing ones."""
         import asyncio
 
         from mogulflow.airflow_resources import open_warehouse
+        from mogulflow.conversions import keys_to_look_up
         from mogulflow.hook import ChartMogulHook
-        from mogulflow.merge import LookupReport, MergeSettings, keys_to_look_up, wait_for_paying_customers
+        from mogulflow.paying_customers import LookupReport, wait_for_paying_customers
+        from mogulflow.reports import ExtractReport
+        from mogulflow.settings import MergeSettings
+        from mogulflow.xcom import from_xcom, to_xcom
 
-        settings = MergeSettings.from_xcom(self.settings)
+        settings = from_xcom(MergeSettings, self.settings)
         warehouse = open_warehouse(self.warehouse_conn_id)
         try:
-            keys = keys_to_look_up(warehouse, self.data_source_uuid, self.extract_report)
+            keys = keys_to_look_up(
+                warehouse, self.data_source_uuid, from_xcom(ExtractReport, self.extract_report)
+            )
         finally:
             warehouse.close()
         if not keys:
             self.log.info("No conversion waits for a merge: nothing to look up.")
-            return LookupReport().to_xcom()
+            return to_xcom(LookupReport())
 
         started = time.time()
         deadline = started + settings.lookup_timeout_seconds
@@ -168,8 +179,8 @@ class WaitForPayingCustomersOperator(BaseOperator):
         )
         self.defer(
             trigger=PayingCustomersTrigger(
-                keys=[key.to_xcom() for key in sorted(report.missing)],
-                found=[customer.to_xcom() for customer in report.found],
+                keys=[to_xcom(key) for key in sorted(report.missing)],
+                found=[to_xcom(customer) for customer in report.found],
                 polls=report.polls,
                 started_at=started,
                 deadline=deadline,
@@ -184,13 +195,16 @@ class WaitForPayingCustomersOperator(BaseOperator):
             ),
         )
 
-    def execute_complete(self, context: Any, event: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(self, context: Any, event: Mapping[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: hand its report on."""
-        from mogulflow.merge import LookupReport
+        from mogulflow.paying_customers import LookupReport
+        from mogulflow.xcom import from_xcom
 
-        return self._finish(LookupReport.from_xcom(event or {}))
+        return self._finish(from_xcom(LookupReport, event or {}))
 
-    def _finish(self, report: Any) -> dict[str, Any]:
+    def _finish(self, report: LookupReport) -> Any:
+        from mogulflow.xcom import to_xcom
+
         log = self.log.warning if report.missing else self.log.info
         log(
             "Paying customers: %d found, %d not found after %d lookup(s) over %.0f s%s",
@@ -200,4 +214,4 @@ class WaitForPayingCustomersOperator(BaseOperator):
             report.waited_seconds,
             f": {[str(key) for key in sorted(report.missing)][:5]}" if report.missing else "",
         )
-        return report.to_xcom()
+        return to_xcom(report)

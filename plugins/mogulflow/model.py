@@ -6,7 +6,9 @@ Everything here is a frozen dataclass or an enum: plain data, no I/O, no Airflow
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime
 
 import pandas as pd
@@ -65,13 +67,28 @@ class RejectedRow:
     failures: tuple[RuleFailure, ...] = ()
 
 
+class RuleKind(enum.StrEnum):
+    """What kind of rule a row broke: decides what becomes of the row, not just how it reads."""
+
+    MISSING = "missing"  # a required value is absent
+    INVALID = "invalid"  # a value breaks a rule of its own (format, range, order, future)
+    DUPLICATE = "duplicate"  # another row with the same id won
+    # names a lead or plan that is not known yet: the row waits, and is re-read once it is known
+    UNKNOWN_PARENT = "unknown_parent"
+
+
 @dataclass(frozen=True)
 class RuleFailure:
-    """One broken rule on one row: which field, which rule, what was found."""
+    """One broken rule on one row: which field, which rule, what was found.
+
+    `kind` classifies the rule (e.g. an unknown parent makes the row wait); two failures are equal
+    when they read the same, whatever their kind.
+    """
 
     field: str
     rule: str
     found: str | None
+    kind: RuleKind = dataclass_field(default=RuleKind.INVALID, compare=False)
 
     def describe(self) -> str:
         """`field: rule (found 'x')`: the form used inside `RejectedRow.reason`."""
@@ -98,6 +115,18 @@ class ValidationResult:
     def reject_ratio(self) -> float:
         """Rejected ÷ extracted (0 for an empty extract)."""
         return len(self.rejected) / self.extracted if self.extracted else 0.0
+
+
+def waits_for_parent(reject: RejectedRow) -> bool:
+    """Whether a row was rejected only because the lead or plan it names is not known yet.
+
+    Such a row is worth reading again once its parent arrives, unlike a row with a bad value.
+    """
+    return (
+        reject.source_id is not None
+        and bool(reject.failures)
+        and all(failure.kind is RuleKind.UNKNOWN_PARENT for failure in reject.failures)
+    )
 
 
 @dataclass(frozen=True)
@@ -128,6 +157,14 @@ class RowError:
     retriable: bool = True
 
 
+class RunOutcome(enum.StrEnum):
+    """How a run ended, as `mogulflow_runs.outcome` holds it."""
+
+    SUCCESS = "success"
+    SUCCESS_WITH_REJECTS = "success_with_rejects"  # everything valid was synced; some rows rejected
+    FAILED = "failed"  # rows failed, a task did not finish, or too many rows were rejected
+
+
 @dataclass(frozen=True)
 class RunSummary:
     """The account of one run, written to `mogulflow_runs` and printed by `make run`."""
@@ -138,6 +175,6 @@ class RunSummary:
     started_at: datetime
     finished_at: datetime
     dry_run: bool
-    outcome: str  # "success", "success_with_rejects", "failed"
-    counts: dict[Entity, EntityCounts] = field(default_factory=dict)
+    outcome: RunOutcome
+    counts: Mapping[Entity, EntityCounts] = dataclass_field(default_factory=dict)
     message: str = ""

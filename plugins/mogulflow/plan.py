@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from mogulflow.content import content_hash
 from mogulflow.model import Entity
-from mogulflow.record import STATUS_FAILED, STATUS_MERGED, STATUS_SYNCED, StateEntry
-from mogulflow.transform import content_hash
+from mogulflow.state import SyncState, SyncStatus
 
 
 class Payload(Protocol):
@@ -25,12 +25,14 @@ class Payload(Protocol):
 
     def fields(self) -> dict[str, Any]: ...
 
+    def to_api(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PlannedCreate:
     """A payload ChartMogul has not confirmed yet (new, or its last write failed)."""
 
-    payload: Any
+    payload: Payload
     source_updated_at: datetime | None = None
 
     @property
@@ -43,11 +45,11 @@ class PlannedCreate:
 class PlannedUpdate:
     """A payload whose fields changed since the last confirmed write."""
 
-    payload: Any
+    payload: Payload
     content_hash: str
     chartmogul_uuid: str | None  # None after a bulk import, which does not answer with uuids
     changed_fields: Mapping[str, Any]
-    status: str = STATUS_SYNCED  # what the state says after the write (a merged lead stays merged)
+    status: SyncStatus = SyncStatus.SYNCED  # the status after the write (a merged lead stays merged)
     source_updated_at: datetime | None = None
 
 
@@ -76,7 +78,7 @@ def changed_fields(previous: Mapping[str, Any] | None, current: Mapping[str, Any
 def plan_sync(
     entity: Entity,
     payloads: Iterable[Payload],
-    state: Mapping[str, StateEntry],
+    state: SyncState,
     *,
     versions: Mapping[str, datetime] | None = None,
     fields_after_merge: Collection[str] | None = None,
@@ -104,7 +106,7 @@ def plan_sync(
 
 def _split(
     payloads: Iterable[Payload],
-    state: Mapping[str, StateEntry],
+    state: SyncState,
     versions: Mapping[str, datetime],
     fields_after_merge: Collection[str] | None,
     creates: list[PlannedCreate],
@@ -119,14 +121,14 @@ def _split(
             continue
         fields = payload.fields()
         digest = content_hash(fields)
-        failed = entry.status == STATUS_FAILED
+        failed = entry.status is SyncStatus.FAILED
         if not failed and entry.content_hash == digest:
             unchanged.append(payload.external_id)
         elif not failed and _is_older(version, _utc(entry.source_updated_at)):
             unchanged.append(payload.external_id)  # a newer version of this row was synced already
         else:
             diff = changed_fields(entry.payload, fields)
-            merged = entry.status == STATUS_MERGED
+            merged = entry.status is SyncStatus.MERGED
             if merged:
                 diff = {name: value for name, value in diff.items() if name in (fields_after_merge or ())}
             if not diff and not failed:
@@ -134,7 +136,7 @@ def _split(
             else:
                 # A failed update is re-sent whole: we cannot know which of its fields landed.
                 sent = dict(fields) if failed else diff
-                status = STATUS_MERGED if merged else STATUS_SYNCED
+                status = SyncStatus.MERGED if merged else SyncStatus.SYNCED
                 updates.append(PlannedUpdate(payload, digest, entry.chartmogul_uuid, sent, status, version))
 
 

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 from faker import Faker
 
-from mogulflow.extract import read_sql
 from mogulflow.model import Entity
+from mogulflow.sql_files import read_sql
 
 SAMPLE_START = pd.Timestamp("2025-01-01")
 SAMPLE_END = pd.Timestamp("2025-10-31")

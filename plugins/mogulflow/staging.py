@@ -11,11 +11,16 @@ import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+
+from mogulflow.model import RejectedRow, ValidationResult, waits_for_parent
+from mogulflow.reports import StagedExtract
 
 STAGING_DIR_ENV = "MOGULFLOW_STAGING_DIR"
 
@@ -88,3 +93,60 @@ def _share_repeated_strings(frame: pd.DataFrame) -> pd.DataFrame:
 def remove_run_folder(dag_id: str, run_id: str) -> None:
     """Delete a run's staged files once its account is recorded."""
     shutil.rmtree(run_folder(dag_id, run_id), ignore_errors=True)
+
+
+# ---- a validated extract, staged ------------------------------------------------------------------
+
+
+def stage_validation_result(folder: Path, result: ValidationResult) -> StagedExtract:
+    """Write one entity's valid rows and rejects to a run's staging folder; return its report."""
+    valid_path = write_frame(folder / f"{result.entity}_valid.parquet", result.valid)
+    rejects_path = write_frame(folder / f"{result.entity}_rejects.parquet", _rejects_frame(result.rejected))
+    by_rule: Counter[str] = Counter()
+    for reject in result.rejected:
+        for failure in reject.failures:
+            by_rule[f"{failure.field}: {failure.rule}" if failure.field else failure.rule] += 1
+    return StagedExtract(
+        entity=result.entity,
+        extracted=result.extracted,
+        valid=len(result.valid),
+        rejected=len(result.rejected),
+        rejects_by_rule=dict(by_rule.most_common()),
+        valid_path=str(valid_path),
+        rejects_path=str(rejects_path),
+    )
+
+
+def _rejects_frame(rejects: Sequence[RejectedRow]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "entity": [str(r.entity) for r in rejects],
+            "source_id": [r.source_id for r in rejects],
+            "reason": [r.reason for r in rejects],
+            "rules": [
+                "; ".join(f"{f.field}: {f.rule}" if f.field else f.rule for f in r.failures) for r in rejects
+            ],
+            "waits_for_parent": [waits_for_parent(r) for r in rejects],
+        },
+        dtype="object",
+    )
+
+
+@dataclass(frozen=True)
+class StagedReject:
+    """A rejected row as staged: enough to record it, and whether it waits for its lead or plan."""
+
+    row: RejectedRow
+    waits_for_parent: bool
+
+
+def read_rejects(part: StagedExtract) -> list[StagedReject]:
+    """The rejected rows an extract staged."""
+    frame = read_frame(part.rejects_path)
+    return [
+        StagedReject(
+            RejectedRow(part.entity, None if pd.isna(row.source_id) else str(row.source_id), str(row.reason)),
+            bool(row.waits_for_parent),
+        )
+        for row in frame.itertuples(index=False)
+    ]

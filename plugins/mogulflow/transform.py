@@ -8,37 +8,15 @@ country and currency upper-cased). Payloads are built by zipping column arrays, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
-import hashlib
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from json.encoder import encode_basestring
 
 import pandas as pd
 
-API_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def format_api_time(moment: datetime | None) -> str | None:
-    """A UTC timestamp as ChartMogul expects it: 'YYYY-MM-DDTHH:MM:SSZ' (None stays None)."""
-    if moment is None:
-        return None
-    if moment.tzinfo is not None and moment.tzinfo is not UTC:
-        moment = moment.astimezone(UTC)
-    if moment.year < 1000:  # strftime's %Y does not pad these; keep its exact form
-        return moment.strftime(API_TIME_FORMAT)
-    # Same text as strftime(API_TIME_FORMAT) in a third of the time (an f-string takes twice as
-    # long): it runs twice per payload and row.
-    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031
-        moment.year,
-        moment.month,
-        moment.day,
-        moment.hour,
-        moment.minute,
-        moment.second,
-    )
+from mogulflow.content import format_api_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,51 +201,6 @@ def build_trial_invoices(trials: pd.DataFrame) -> list[TrialInvoice]:
         return [TrialInvoice(*row) for row in zip(*columns, strict=True)]
 
 
-def content_hash(fields: Mapping[str, object]) -> str:
-    """A stable sha256 (hex) of the fields as canonical JSON: keys sorted, no spaces, UTF-8."""
-    canonical = _flat_canonical_json(fields)
-    if canonical is None:
-        canonical = _CANONICAL_JSON.encode(fields)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _flat_canonical_json(fields: Mapping[str, object]) -> str | None:
-    """What `_CANONICAL_JSON.encode` gives for a flat mapping of str/int/bool/None (every payload's
-    `fields()`), built without the encoder's per-call set-up: content_hash runs once per row.
-    None for anything else (floats, nested values, datetimes, numpy scalars, non-str keys)."""
-    parts = []
-    for key in sorted(fields):
-        if type(key) is not str:
-            return None
-        value = fields[key]
-        kind = type(value)
-        if kind is str:
-            text = encode_basestring(value)
-        elif value is None:
-            text = "null"
-        elif kind is bool:
-            text = "true" if value else "false"
-        elif kind is int:
-            text = int.__repr__(value)
-        else:
-            return None
-        parts.append(f"{encode_basestring(key)}:{text}")
-    return "{" + ",".join(parts) + "}"
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, datetime):
-        return format_api_time(value)
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    raise TypeError(f"cannot hash a {type(value).__name__} value: {value!r}")
-
-
-_CANONICAL_JSON = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable
-)
-
-
 def _values(column: pd.Series) -> list:
     """The column as plain Python values: str, int, datetime (UTC), None for missing."""
     missing = column.isna().to_numpy()
@@ -280,3 +213,87 @@ def _values(column: pd.Series) -> list:
     if not missing.any():
         return list(values)
     return [None if gone else value for value, gone in zip(values, missing, strict=True)]
+
+
+# The synced fields, as `CustomerPayload.fields()` names them (its external id is the key, not a field).
+_CUSTOMER_FIELDS = tuple(f.name for f in dataclasses.fields(CustomerPayload) if f.name != "external_id")
+_CUSTOMER_TIMESTAMPS = frozenset({"lead_created_at", "free_trial_started_at"})
+
+
+def customer_fields_from_api(customer: Mapping[str, object]) -> dict[str, object]:
+    """The synced fields of a customer as the API returns it, in `CustomerPayload.fields()` form.
+
+    What a first contact with a filled data source compares the warehouse's leads with.
+    """
+    fields: dict[str, object] = {}
+    for name in _CUSTOMER_FIELDS:
+        value = customer.get(name)
+        if name in _CUSTOMER_TIMESTAMPS:
+            fields[name] = format_api_time(_api_instant(value))
+        else:
+            fields[name] = None if value == "" else value
+    return fields
+
+
+def _api_instant(value: object) -> datetime | None:
+    """An API timestamp ("2025-01-02T09:00:00.000Z", naive meaning UTC) as an aware datetime."""
+    if value in (None, ""):
+        return None
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def customer_from_fields(
+    external_id: str, fields: Mapping[str, object], *, lead_created_at: datetime | None
+) -> CustomerPayload:
+    """A customer payload from the fields last sent (`CustomerPayload.fields()` form), re-dated."""
+
+    def text(name: str) -> str | None:
+        value = fields.get(name)
+        return None if value is None else str(value)
+
+    return CustomerPayload(
+        external_id=external_id,
+        name=str(fields.get("name") or ""),
+        email=text("email"),
+        country=text("country"),
+        state=text("state"),
+        city=text("city"),
+        zip=text("zip"),
+        lead_created_at=lead_created_at,
+        free_trial_started_at=_api_instant(fields.get("free_trial_started_at")),
+    )
+
+
+def with_earlier_lead_dates(
+    leads: pd.DataFrame, trials: pd.DataFrame, previous: Mapping[str, Mapping[str, object]]
+) -> tuple[list[CustomerPayload], list[CustomerPayload]]:
+    """This run's customers, and the earlier leads whose first trial arrived now: the lead-date
+    default rule across runs.
+
+    `previous` holds the fields last sent per lead id. A lead of this run without a date keeps the
+    date an earlier run's trial gave it; a lead of an earlier run that was sent without a date
+    gets the earliest start of this run's trials. The second list is kept apart: those leads were
+    not extracted by this run, so they are not part of its account.
+    """
+    payloads = build_customer_payloads(leads, trials)
+    in_run = {p.external_id for p in payloads}
+    current: list[CustomerPayload] = []
+    for payload in payloads:
+        stored = (previous.get(payload.external_id) or {}).get("lead_created_at")
+        if payload.lead_created_at is None and stored:
+            payload = dataclasses.replace(payload, lead_created_at=_api_instant(stored))
+        current.append(payload)
+    redated: list[CustomerPayload] = []
+    if not trials.empty and previous:
+        earliest = trials.groupby("lead_id")["started_at"].min()
+        # Only leads of earlier runs qualify: pick them before iterating (a Timestamp per item).
+        earliest = earliest[earliest.index.isin(list(previous)) & ~earliest.index.isin(list(in_run))]
+        for lead_id, started in earliest.items():
+            fields = previous.get(str(lead_id))
+            if not fields or fields.get("lead_created_at"):
+                continue
+            redated.append(
+                customer_from_fields(str(lead_id), fields, lead_created_at=started.to_pydatetime())
+            )
+    return current, redated

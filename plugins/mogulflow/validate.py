@@ -26,7 +26,7 @@ import pandas as pd
 import pandera.pandas as pa
 import pycountry
 
-from mogulflow.model import Entity, RejectedRow, RuleFailure, ValidationResult
+from mogulflow.model import Entity, RejectedRow, RuleFailure, RuleKind, ValidationResult
 
 CLOCK_SKEW = timedelta(minutes=5)
 INTERVAL_UNITS = ("day", "month", "year")
@@ -128,6 +128,7 @@ class Rule:
     words: str
     test: Callable[[pd.Series | pd.DataFrame], pd.Series]
     row_level: bool = False
+    kind: RuleKind = RuleKind.INVALID
 
     @property
     def name(self) -> str:
@@ -184,8 +185,18 @@ def validate_trials(
         frame,
         TRIALS,
         [
-            Rule("lead_id", "must name a lead that is valid or was synced before", _is_in(known_lead_ids)),
-            Rule("plan_id", "must name a plan that is valid or was synced before", _is_in(known_plan_ids)),
+            Rule(
+                "lead_id",
+                "must name a lead that is valid or was synced before",
+                _is_in(known_lead_ids),
+                kind=RuleKind.UNKNOWN_PARENT,
+            ),
+            Rule(
+                "plan_id",
+                "must name a plan that is valid or was synced before",
+                _is_in(known_plan_ids),
+                kind=RuleKind.UNKNOWN_PARENT,
+            ),
             Rule("ends_at", "must be after started_at", _after("ends_at", "started_at"), row_level=True),
             Rule("amount_in_cents", "must not be negative", lambda s: s >= 0),
             Rule("currency", "must be an ISO 4217 currency code", _is_in(CURRENCY_CODES)),
@@ -203,7 +214,12 @@ def validate_conversions(
         frame,
         CONVERSIONS,
         [
-            Rule("lead_id", "must name a lead mogulflow has synced", _is_in(known_lead_ids)),
+            Rule(
+                "lead_id",
+                "must name a lead mogulflow has synced",
+                _is_in(known_lead_ids),
+                kind=RuleKind.UNKNOWN_PARENT,
+            ),
             *_not_in_future(CONVERSIONS, now),
         ],
     )
@@ -280,7 +296,7 @@ def _validate(
 
 
 # One row per broken rule of a rejected row; `order` sorts a row's failures (column order, then rule order).
-_FAILURE_COLUMNS = ["position", "order", "field", "rule", "found"]
+_FAILURE_COLUMNS = ["position", "order", "field", "rule", "found", "kind"]
 
 
 def normalise(frame: pd.DataFrame | Iterable[pd.DataFrame], table: SourceTable) -> pd.DataFrame:
@@ -372,6 +388,7 @@ def _reduce_duplicates(data: pd.DataFrame, table: SourceTable) -> tuple[np.ndarr
             "field": "",
             "rule": np.where(same_time, tied, later),
             "found": _found_values(recency.iloc[losers]),
+            "kind": RuleKind.DUPLICATE,
         },
         columns=_FAILURE_COLUMNS,
     )
@@ -405,14 +422,23 @@ def _broken_rules(
         positions = group["index"].to_numpy(dtype=np.int64)
         if check == "not_nullable":
             field, rule, found = column, PRESENT, [None] * len(positions)
+            kind = RuleKind.MISSING
             order = rank[column] * 100
         else:
             number, rule_ = next((i, r) for i, r in enumerate(rules) if r.name == check)
             field, rule, found = rule_.field, rule_.words, _found_values(data[rule_.field].iloc[positions])
+            kind = rule_.kind
             order = rank[field] * 100 + 1 + number
         parts.append(
             pd.DataFrame(
-                {"position": positions, "order": order, "field": field, "rule": rule, "found": found}
+                {
+                    "position": positions,
+                    "order": order,
+                    "field": field,
+                    "rule": rule,
+                    "found": found,
+                    "kind": kind,
+                }
             )
         )
     return pd.concat(parts, ignore_index=True)
@@ -428,8 +454,10 @@ def _rejected_rows(entity: Entity, ids: pd.Series, failures: pd.DataFrame) -> tu
     found = failures["found"].to_numpy(dtype=object, copy=True)
     found[pd.isna(found)] = None
     every = [
-        RuleFailure(field, rule, value)
-        for field, rule, value in zip(failures["field"], failures["rule"], found, strict=True)
+        RuleFailure(field, rule, value, RuleKind(kind))
+        for field, rule, value, kind in zip(
+            failures["field"], failures["rule"], found, failures["kind"], strict=True
+        )
     ]
     source_ids = ids.iloc[positions[starts]].astype(object).to_numpy()
     rejected = []

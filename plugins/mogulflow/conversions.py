@@ -1,0 +1,113 @@
+"""Conversions: which leads became paying customers, read from the warehouse and checked.
+
+A conversion says: lead `lead_id` (a customer mogulflow created in its own data source) became
+the paying customer `billing_customer_external_id` that a billing integration (Stripe,
+Chargebee, ...) creates in `billing_data_source_uuid`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from mogulflow import staging
+from mogulflow.extract import extract_entity
+from mogulflow.model import Entity
+from mogulflow.record import ensure_tables
+from mogulflow.reports import ExtractReport, StagedExtract
+from mogulflow.settings import RunSettings
+from mogulflow.state import StateEntry, SyncStatus, ids_with_status, load_state, synced_ids
+from mogulflow.validate import validate_conversions
+from mogulflow.waiting import without_still_waiting
+from mogulflow.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, order=True)
+class BillingKey:
+    """Who the paying customer is: its external id in the billing integration's data source."""
+
+    data_source_uuid: str
+    external_id: str
+
+    def __str__(self) -> str:
+        return f"{self.external_id!r} in data source {self.data_source_uuid}"
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """One valid `conversions` row: merge lead `lead_id` into the paying customer `billing`."""
+
+    lead_id: str
+    billing: BillingKey
+
+    def state_payload(self) -> dict[str, str]:
+        """What the sync state remembers of the conversion (to tell a changed one from a done one)."""
+        return {
+            "billing_data_source_uuid": self.billing.data_source_uuid,
+            "billing_customer_external_id": self.billing.external_id,
+        }
+
+    def is_done(self, entry: StateEntry | None) -> bool:
+        """Whether the sync state records this very conversion as merged."""
+        return (
+            entry is not None
+            and entry.status is SyncStatus.MERGED
+            and dict(entry.payload or {}) == self.state_payload()
+        )
+
+
+def extract_and_validate_conversions(
+    warehouse: Warehouse, settings: RunSettings, data_source_uuid: str | None
+) -> ExtractReport:
+    """Extract the window's conversions (plus the ones an earlier run could not finish), validate
+    them, stage valid rows and rejects.
+
+    A conversion is valid only if its lead was synced by mogulflow into `data_source_uuid`.
+    """
+    ensure_tables(warehouse)
+    frame = extract_entity(warehouse, Entity.CONVERSION, settings.window, data_source_uuid=data_source_uuid)
+    known = synced_ids(warehouse, Entity.LEAD, data_source_uuid) if data_source_uuid else set()
+    if data_source_uuid:
+        frame = without_still_waiting(
+            frame,
+            Entity.CONVERSION,
+            window=settings.window,
+            time_column="converted_at",
+            waiting=ids_with_status(warehouse, Entity.CONVERSION, data_source_uuid, (SyncStatus.WAITING,)),
+            known_parents={"lead_id": known},
+        )
+    result = validate_conversions(frame, now=settings.started_at, known_lead_ids=known)
+    part = staging.stage_validation_result(staging.run_folder(settings.dag_id, settings.run_id), result)
+    log.info(
+        "conversions: extracted %d, valid %d, rejected %d%s",
+        part.extracted,
+        part.valid,
+        part.rejected,
+        f": {dict(part.rejects_by_rule)}" if part.rejected else "",
+    )
+    return ExtractReport({Entity.CONVERSION: part})
+
+
+def read_conversions(part: StagedExtract) -> list[Conversion]:
+    """The staged valid conversions of the run, one per lead."""
+    frame = staging.read_frame(part.valid_path)
+    return [
+        Conversion(
+            str(row.lead_id),
+            BillingKey(str(row.billing_data_source_uuid), str(row.billing_customer_external_id)),
+        )
+        for row in frame.itertuples(index=False)
+    ]
+
+
+def keys_to_look_up(
+    warehouse: Warehouse, data_source_uuid: str | None, extract: ExtractReport
+) -> list[BillingKey]:
+    """The paying customers the run needs: those of the valid conversions not merged yet."""
+    conversions = read_conversions(extract[Entity.CONVERSION])
+    if not conversions or not data_source_uuid:
+        return []
+    state = load_state(warehouse, Entity.CONVERSION, data_source_uuid)
+    return sorted({c.billing for c in conversions if not c.is_done(state.get(c.lead_id))})
