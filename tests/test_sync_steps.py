@@ -149,7 +149,7 @@ def test_a_changed_lead_is_patched_once_with_only_the_changed_fields(sandbox, cl
 
 
 def test_changed_fields_are_the_only_ones_planned():
-    from mogulflow.plan import changed_fields
+    from mogulflow.fields import changed_fields
 
     before = {"name": "Acme", "email": "a@acme.example", "city": None}
     after = {"name": "Acme", "email": "b@acme.example", "city": None}

@@ -14,18 +14,17 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
-from mogulflow.api.client import (
+from mogulflow.api.client import AsyncChartMogulClient, ChartMogulClient
+from mogulflow.api.errors import ChartMogulError
+from mogulflow.api.retry import RetryPolicy
+from mogulflow.api.settings import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_REQUESTS_PER_SECOND,
     DEFAULT_TIMEOUT,
-    AsyncChartMogulClient,
-    ChartMogulClient,
     ClientSettings,
     normalise_base_url,
 )
-from mogulflow.api.errors import ChartMogulError
-from mogulflow.api.retry import RetryPolicy
 
 CONN_TYPE = "chartmogul"
 DEFAULT_CONN_ID = "chartmogul_default"

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from mogulflow.content import content_hash
+from mogulflow.fields import changed_fields
 from mogulflow.model import Entity
 from mogulflow.state import SyncState, SyncStatus
 
@@ -66,13 +67,6 @@ class SyncPlan:
     def size(self) -> int:
         """How many payloads the plan covers."""
         return len(self.creates) + len(self.updates) + len(self.unchanged)
-
-
-def changed_fields(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of `current` whose values differ from `previous` (all of them without a previous)."""
-    if previous is None:
-        return dict(current)
-    return {name: value for name, value in current.items() if previous.get(name) != value}
 
 
 def plan_sync(

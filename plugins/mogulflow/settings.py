@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NotRequired, TypedDict, Unpack
 
 from mogulflow.defaults import (
     DEFAULT_DATA_SOURCE_NAME,
@@ -74,6 +75,16 @@ def _number(params: Mapping[str, ParamValue], name: str, default: float) -> floa
         raise ValueError(f"param {name!r} must be a number, found {value!r}") from None
 
 
+class RunIdentity(TypedDict):
+    """Which run is resolving its settings, as Airflow's context tells it (`resolve_settings`'s keywords)."""
+
+    run_id: str
+    dag_id: str
+    data_interval_start: datetime | None
+    data_interval_end: datetime | None
+    started_at: NotRequired[datetime | None]
+
+
 def resolve_window(
     params: Mapping[str, ParamValue],
     *,
@@ -132,31 +143,16 @@ def resolve_settings(
     )
 
 
-def resolve_merge_settings(
-    params: Mapping[str, ParamValue],
-    *,
-    run_id: str,
-    dag_id: str,
-    data_interval_start: datetime | None,
-    data_interval_end: datetime | None,
-    started_at: datetime | None = None,
-) -> MergeSettings:
+def resolve_merge_settings(params: Mapping[str, ParamValue], **run: Unpack[RunIdentity]) -> MergeSettings:
     """The run's window and data source exactly as `resolve_settings` decides them, plus the wait.
 
     `lookup_interval_seconds` must be positive; `lookup_timeout_seconds` may be 0 (look once, no wait).
     """
-    run = resolve_settings(
-        params,
-        run_id=run_id,
-        dag_id=dag_id,
-        data_interval_start=data_interval_start,
-        data_interval_end=data_interval_end,
-        started_at=started_at,
-    )
+    settings = resolve_settings(params, **run)
     interval = _number(params, "lookup_interval_seconds", DEFAULT_LOOKUP_INTERVAL_SECONDS)
     timeout = _number(params, "lookup_timeout_seconds", DEFAULT_LOOKUP_TIMEOUT_SECONDS)
     if interval <= 0:
         raise ValueError(f"param 'lookup_interval_seconds' must be positive, found {interval}")
     if timeout < 0:
         raise ValueError(f"param 'lookup_timeout_seconds' must not be negative, found {timeout}")
-    return MergeSettings(run, interval, timeout)
+    return MergeSettings(settings, interval, timeout)

@@ -27,92 +27,14 @@ import pandera.pandas as pa
 import pycountry
 
 from mogulflow.model import Entity, RejectedRow, RuleFailure, RuleKind, ValidationResult
+from mogulflow.source_tables import CONVERSIONS, INTERVAL_UNITS, LEADS, PLANS, TRIALS, SourceTable
 
 CLOCK_SKEW = timedelta(minutes=5)
-INTERVAL_UNITS = ("day", "month", "year")
 COUNTRY_CODES = frozenset(country.alpha_2 for country in pycountry.countries)
 CURRENCY_CODES = frozenset(currency.alpha_3 for currency in pycountry.currencies)
 
 PRESENT = "must be present"
 IN_FUTURE = "must not be in the future"
-
-
-@dataclass(frozen=True)
-class SourceTable:
-    """The contract's shape of one source table: its columns by kind, in table order."""
-
-    entity: Entity
-    columns: tuple[str, ...]
-    timestamps: tuple[str, ...]
-    integers: tuple[str, ...]
-    required: tuple[str, ...]
-    upper_cased: tuple[str, ...] = ()
-    recency: str = "updated_at"  # which timestamp decides between rows sharing an id
-
-
-LEADS = SourceTable(
-    entity=Entity.LEAD,
-    columns=(
-        "lead_id",
-        "company_name",
-        "email",
-        "country",
-        "state",
-        "city",
-        "zip",
-        "lead_created_at",
-        "free_trial_started_at",
-        "updated_at",
-    ),
-    timestamps=("lead_created_at", "free_trial_started_at", "updated_at"),
-    integers=(),
-    required=("lead_id", "company_name", "updated_at"),
-    upper_cased=("country",),
-)
-PLANS = SourceTable(
-    entity=Entity.PLAN,
-    columns=("plan_id", "name", "interval_count", "interval_unit", "updated_at"),
-    timestamps=("updated_at",),
-    integers=("interval_count",),
-    required=("plan_id", "name", "interval_count", "interval_unit", "updated_at"),
-)
-TRIALS = SourceTable(
-    entity=Entity.TRIAL,
-    columns=(
-        "trial_id",
-        "lead_id",
-        "plan_id",
-        "subscription_id",
-        "started_at",
-        "ends_at",
-        "amount_in_cents",
-        "currency",
-        "quantity",
-        "updated_at",
-    ),
-    timestamps=("started_at", "ends_at", "updated_at"),
-    integers=("amount_in_cents", "quantity"),
-    required=(
-        "trial_id",
-        "lead_id",
-        "plan_id",
-        "started_at",
-        "ends_at",
-        "amount_in_cents",
-        "currency",
-        "quantity",
-        "updated_at",
-    ),
-    upper_cased=("currency",),
-)
-CONVERSIONS = SourceTable(
-    entity=Entity.CONVERSION,
-    columns=("lead_id", "billing_data_source_uuid", "billing_customer_external_id", "converted_at"),
-    timestamps=("converted_at",),
-    integers=(),
-    required=("lead_id", "billing_data_source_uuid", "billing_customer_external_id", "converted_at"),
-    recency="converted_at",
-)
 
 
 @dataclass(frozen=True)

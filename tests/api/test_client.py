@@ -31,7 +31,7 @@ from mogulflow.api import (
     TransientError,
     ValidationError,
 )
-from mogulflow.api.client import fields_to_update
+from mogulflow.fields import changed_fields
 
 DS = "ds_00000001"
 
@@ -319,7 +319,7 @@ def test_email_search_without_match_is_empty():
         assert c.search_customers("no@example.com") == []
 
 
-def test_fields_to_update_compares_timestamps_as_instants_and_empty_as_null():
+def test_changed_fields_compares_timestamps_as_instants_and_empty_as_null():
     intended = {"external_id": "x", "lead_created_at": "2025-01-01 10:00:00 UTC", "zip": "", "city": "Berlin"}
     existing = {
         "external_id": "x",
@@ -327,7 +327,7 @@ def test_fields_to_update_compares_timestamps_as_instants_and_empty_as_null():
         "zip": None,
         "city": "Bonn",
     }
-    assert fields_to_update(intended, existing, skip=frozenset({"external_id"})) == {"city": "Berlin"}
+    assert changed_fields(existing, intended, skip=frozenset({"external_id"})) == {"city": "Berlin"}
 
 
 # ---- the key stays secret

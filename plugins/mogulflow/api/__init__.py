@@ -1,13 +1,6 @@
 """ChartMogul transport: paced, retrying, idempotent HTTP clients. No Airflow in here."""
 
-from mogulflow.api.client import (
-    DEFAULT_BASE_URL,
-    AsyncChartMogulClient,
-    ChartMogulClient,
-    ClientSettings,
-    InvoiceImportResult,
-    WriteOutcome,
-)
+from mogulflow.api.client import AsyncChartMogulClient, ChartMogulClient
 from mogulflow.api.errors import (
     AuthenticationError,
     BulkImportFailedError,
@@ -19,8 +12,11 @@ from mogulflow.api.errors import (
     TransientError,
     ValidationError,
 )
+from mogulflow.api.flows import WriteOutcome
+from mogulflow.api.invoices import InvoiceImportResult
 from mogulflow.api.pacing import RateLimiter
 from mogulflow.api.retry import DEFAULT_RETRY_STATUS, CircuitBreaker, RetryPolicy
+from mogulflow.api.settings import DEFAULT_BASE_URL, ClientSettings
 
 __all__ = [
     "DEFAULT_BASE_URL",
