@@ -78,6 +78,11 @@ def _query(request: Request, name: str) -> str | None:
     return value if value else None
 
 
+def _filters(request: Request, *names: str) -> dict[str, str | None]:
+    """The list filters of a request by name; an empty parameter counts as absent."""
+    return {name: _query(request, name) for name in names}
+
+
 def _api_routes(state: SandboxState) -> list[Route]:
     async def ping(_: Request) -> Response:
         return _json({"data": "pong!"})
@@ -109,15 +114,8 @@ def _api_routes(state: SandboxState) -> list[Route]:
         return _json(state.create_customer_from_body(await _read_object(request)), 201)
 
     async def list_customers(request: Request) -> Response:
-        page_request = read_page_request(request.query_params)
-        body = state.list_customers_page(
-            page_request,
-            data_source_uuid=_query(request, "data_source_uuid"),
-            external_id=_query(request, "external_id"),
-            status=_query(request, "status"),
-            system=_query(request, "system"),
-        )
-        return _json(body)
+        filters = _filters(request, "data_source_uuid", "external_id", "status", "system")
+        return _json(state.list_customers_page(read_page_request(request.query_params), **filters))
 
     async def search_customers(request: Request) -> Response:
         page_request = read_page_request(request.query_params)
@@ -148,13 +146,8 @@ def _api_routes(state: SandboxState) -> list[Route]:
         return _json(state.create_plan(await _read_object(request)), 201)
 
     async def list_plans(request: Request) -> Response:
-        body = state.list_plans_page(
-            read_page_request(request.query_params),
-            data_source_uuid=_query(request, "data_source_uuid"),
-            external_id=_query(request, "external_id"),
-            system=_query(request, "system"),
-        )
-        return _json(body)
+        filters = _filters(request, "data_source_uuid", "external_id", "system")
+        return _json(state.list_plans_page(read_page_request(request.query_params), **filters))
 
     async def get_plan(request: Request) -> Response:
         return _json(state.get_plan(request.path_params["uuid"]))
@@ -178,13 +171,8 @@ def _api_routes(state: SandboxState) -> list[Route]:
         return _json(state.add_line_item(request.path_params["uuid"], await _read_object(request)), 201)
 
     async def list_invoices(request: Request) -> Response:
-        body = state.list_invoices_page(
-            read_page_request(request.query_params),
-            customer_uuid=_query(request, "customer_uuid"),
-            data_source_uuid=_query(request, "data_source_uuid"),
-            external_id=_query(request, "external_id"),
-        )
-        return _json(body)
+        filters = _filters(request, "customer_uuid", "data_source_uuid", "external_id")
+        return _json(state.list_invoices_page(read_page_request(request.query_params), **filters))
 
     async def get_invoice(request: Request) -> Response:
         return _json(state.get_invoice(request.path_params["uuid"]))

@@ -10,16 +10,35 @@ a failed record is not created.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mogulflow.sandbox.api_errors import ApiError, invalid_parameter
-
-if TYPE_CHECKING:
-    from mogulflow.sandbox.state import SandboxState
 
 MAX_PAYLOAD_BYTES = 5 * 1024 * 1024
 RECORD_ARRAYS = ("customers", "plans", "invoices", "line_items", "transactions")
 IMPORTED = {"status": "imported"}
+
+
+class ImportTarget(Protocol):
+    """What a payload is applied to (the sandbox state, already under its lock).
+
+    A protocol rather than the state's class, so this module needs nothing of the state's and the
+    imports between them run one way only.
+    """
+
+    def upsert_customer_for_import(self, data_source_uuid: str, raw: dict[str, Any]) -> None:
+        """Create the customer, or update it when (data source, external id) exists; raises `ApiError`."""
+
+    def upsert_plan_for_import(self, data_source_uuid: str, raw: dict[str, Any]) -> None:
+        """Create the plan, or update it when (data source, external id) exists; raises `ApiError`."""
+
+    def plan_uuid_for_import(self, data_source_uuid: str, plan_external_id: str) -> str | None:
+        """The uuid of the plan (data source, external id), or None."""
+
+    def import_invoice_for_import(
+        self, data_source_uuid: str, customer_external_id: str, raw: dict[str, Any]
+    ) -> dict[str, str]:
+        """Store one invoice for a customer of the data source; its errors (empty when stored)."""
 
 
 def check_payload_shape(body: dict[str, Any]) -> None:
@@ -30,14 +49,14 @@ def check_payload_shape(body: dict[str, Any]) -> None:
             raise invalid_parameter(name)
 
 
-def apply_json_import(state: SandboxState, data_source_uuid: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Apply a payload to the state (under its lock) and return the ``status_details``."""
-    details: dict[str, Any] = {"plans": _import_plans(state, data_source_uuid, payload.get("plans", []))}
+def apply_json_import(target: ImportTarget, data_source_uuid: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Apply a payload to ``target`` (under its lock) and return the ``status_details``."""
+    details: dict[str, Any] = {"plans": _import_plans(target, data_source_uuid, payload.get("plans", []))}
     failed_customers: set[str] = set()
     for raw in payload.get("customers", []):
         external_id = str(raw.get("external_id"))
         try:
-            state.upsert_customer_for_import(data_source_uuid, raw)
+            target.upsert_customer_for_import(data_source_uuid, raw)
             part = IMPORTED
         except ApiError as error:
             failed_customers.add(external_id)
@@ -53,7 +72,7 @@ def apply_json_import(state: SandboxState, data_source_uuid: str, payload: dict[
         invoice = {
             **raw,
             "line_items": [
-                _with_plan_uuid(state, data_source_uuid, item)
+                _with_plan_uuid(target, data_source_uuid, item)
                 for item in line_items_by_invoice.get(invoice_external_id, [])
             ],
             "transactions": transactions_by_invoice.get(invoice_external_id, []),
@@ -61,37 +80,37 @@ def apply_json_import(state: SandboxState, data_source_uuid: str, payload: dict[
         if customer_external_id in failed_customers:
             errors = {"customer_external_id": "The customer of this invoice was not imported."}
         else:
-            errors = state.import_invoice_for_import(data_source_uuid, customer_external_id, invoice)
+            errors = target.import_invoice_for_import(data_source_uuid, customer_external_id, invoice)
         invoice_errors.setdefault(customer_external_id, {})
         if errors:
             invoice_errors[customer_external_id][invoice_external_id] = errors
     for customer_external_id, errors_by_invoice in invoice_errors.items():
         entry = details.setdefault(customer_external_id, {})
-        for part, prefix in (
+        for part_name, prefix in (
             ("invoices", ""),
             ("line_items", "line_items."),
             ("transactions", "transactions."),
         ):
-            entry[part] = _part_status(errors_by_invoice, prefix)
+            entry[part_name] = _part_status(errors_by_invoice, prefix)
     return details
 
 
-def _import_plans(state: SandboxState, data_source_uuid: str, plans: list[dict[str, Any]]) -> dict[str, Any]:
+def _import_plans(target: ImportTarget, data_source_uuid: str, plans: list[dict[str, Any]]) -> dict[str, Any]:
     errors: dict[str, Any] = {}
     for raw in plans:
         try:
-            state.upsert_plan_for_import(data_source_uuid, raw)
+            target.upsert_plan_for_import(data_source_uuid, raw)
         except ApiError as error:
             errors[str(raw.get("external_id"))] = _error_text(error)
     return _failed(errors) if errors else IMPORTED
 
 
-def _with_plan_uuid(state: SandboxState, data_source_uuid: str, item: dict[str, Any]) -> dict[str, Any]:
+def _with_plan_uuid(target: ImportTarget, data_source_uuid: str, item: dict[str, Any]) -> dict[str, Any]:
     """A bulk line item names its plan by ``plan_external_id``; the invoice rules want ``plan_uuid``."""
     plan_external_id = item.get("plan_external_id")
     if plan_external_id is None or "plan_uuid" in item:
         return item
-    plan_uuid = state.plan_uuid_for_import(data_source_uuid, str(plan_external_id))
+    plan_uuid = target.plan_uuid_for_import(data_source_uuid, str(plan_external_id))
     return {**item, "plan_uuid": plan_uuid or f"unknown plan external id {plan_external_id}"}
 
 
@@ -113,7 +132,7 @@ def _failed(errors: dict[str, Any]) -> dict[str, Any]:
     return {"status": "failed", "errors": errors}
 
 
-def _error_text(error: ApiError) -> Any:
+def _error_text(error: ApiError) -> dict[str, Any]:
     """The body's field map (family A) or message (family B) of a rejected record."""
     body = error.body
     if "errors" in body:

@@ -125,8 +125,8 @@ class ApiGateway:
         outcome.applied = outcome.status is not None and outcome.status < 400
         rejection = self.injector.after_write() if outcome.applied else None
         if rejection is None:
-            for message in buffered:
-                await send(message)
+            for buffered_message in buffered:
+                await send(buffered_message)
             return False
         if rejection.fault == DROPPED_AFTER:
             outcome.status, outcome.fault = None, rejection.fault

@@ -329,10 +329,13 @@ def _url_slug(name: str) -> str:
 
 # -- state-file form -------------------------------------------------------------------------------
 
-RecordT = TypeVar("RecordT")
+StoredRecord = DataSourceRecord | CustomerRecord | PlanRecord | InvoiceRecord | MergeRecord | JsonImportRecord
+"""A record the state file holds at the top level (line items and transactions sit inside invoices)."""
+
+RecordT = TypeVar("RecordT", bound=StoredRecord)
 
 
-def to_storage(record: Any) -> dict[str, Any]:
+def to_storage(record: StoredRecord) -> dict[str, Any]:
     """A record (nested records included) as plain JSON values, timestamps in ISO form."""
     return _encode(dataclasses.asdict(record))
 

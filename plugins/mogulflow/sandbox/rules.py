@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import pycountry
 from email_validator import EmailNotValidError, validate_email
@@ -313,6 +313,7 @@ def read_line_item(
             errors["service_period_end"] = "must be after service_period_start"
     if errors:
         return errors, None
+    assert isinstance(item_type, str) and _is_int(amount)  # no errors: both were checked above
     echoed = {key: raw[key] for key in LINE_ITEM_ECHOED_DEFAULTS if key in raw}
     return errors, LineItemDraft(
         type=item_type,
@@ -363,5 +364,6 @@ def _read_timestamp_into(errors: dict[str, str], name: str, value: object, requi
         return None
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
+    """An integer JSON number (``true``/``false`` are ints to Python, not to the API)."""
     return isinstance(value, int) and not isinstance(value, bool)
