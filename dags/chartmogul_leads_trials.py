@@ -48,6 +48,11 @@ Writes run in the `chartmogul_api` pool.
     default_args=default_args(),
 )
 def chartmogul_leads_trials():
+    @task(multiple_outputs=False)
+    def preflight() -> dict:
+        """Check connections, API key, source tables and columns; list every problem at once."""
+        return dag_tasks.preflight(dag_tasks.LEADS_TRIALS)
+
     @task(pool=POOL_NAME, multiple_outputs=False)
     def ensure_data_source(settings: dict) -> str | None:
         """Find the ChartMogul data source by name; create it if missing."""
@@ -83,9 +88,11 @@ def chartmogul_leads_trials():
         data_source_task="ensure_data_source",
         extract_task="extract_and_validate",
         load_tasks={"plan": "upsert_plans", "lead": "upsert_customers", "trial": "import_trial_invoices"},
+        also_required=("preflight",),
     )
 
     settings = dag_tasks.resolve_window_task(dag_tasks.LEADS_TRIALS)()
+    checked = preflight()
     data_source_uuid = ensure_data_source(settings)
     report = extract_and_validate(settings, data_source_uuid)
     rejects = record_rejects(settings, data_source_uuid, report)
@@ -93,8 +100,9 @@ def chartmogul_leads_trials():
     customers = upsert_customers(settings, data_source_uuid, report)
     invoices = import_trial_invoices(settings, data_source_uuid, report)
     account = record_run(settings)
+    settings >> checked >> data_source_uuid
     rejects >> plans >> customers >> invoices >> account
-    [data_source_uuid, report, rejects, plans, customers] >> account
+    [checked, data_source_uuid, report, rejects, plans, customers] >> account
 
 
 chartmogul_leads_trials()

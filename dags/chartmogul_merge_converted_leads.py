@@ -67,6 +67,11 @@ Connections: `warehouse_default` (duckdb or postgres) and `chartmogul_default` (
 )
 def chartmogul_merge_converted_leads():
     @task(multiple_outputs=False)
+    def preflight() -> dict:
+        """Check connections, API key, the conversions table; list every problem at once."""
+        return dag_tasks.preflight(dag_tasks.CONVERSIONS)
+
+    @task(multiple_outputs=False)
     def find_data_source(settings: dict) -> str | None:
         """Find the leads' ChartMogul data source by name (never created here)."""
         return dag_tasks.find_data_source(settings)
@@ -91,10 +96,11 @@ def chartmogul_merge_converted_leads():
         data_source_task="find_data_source",
         extract_task="extract_and_validate",
         load_tasks={"conversion": "merge_customers"},
-        also_required=("wait_for_paying_customers",),
+        also_required=("preflight", "wait_for_paying_customers"),
     )
 
     settings = dag_tasks.resolve_window_task(dag_tasks.CONVERSIONS)()
+    checked = preflight()
     data_source_uuid = find_data_source(settings)
     report = extract_and_validate(settings, data_source_uuid)
     rejects = record_rejects(settings, data_source_uuid, report)
@@ -106,8 +112,9 @@ def chartmogul_merge_converted_leads():
     )
     merges = merge_customers(settings, data_source_uuid, report, lookup.output)
     account = record_run(settings)
+    settings >> checked >> data_source_uuid
     rejects >> lookup
-    [data_source_uuid, report, rejects, lookup, merges] >> account
+    [checked, data_source_uuid, report, rejects, lookup, merges] >> account
 
 
 chartmogul_merge_converted_leads()

@@ -48,6 +48,7 @@ def test_leads_trials_tasks_run_in_the_stand_up_order(dagbag):
     dag = dagbag.dags["chartmogul_leads_trials"]
     order = [
         "resolve_window",
+        "preflight",
         "ensure_data_source",
         "extract_and_validate",
         "record_rejects",

@@ -24,6 +24,8 @@ from test_merge import pay_after_lookups
 pytestmark = pytest.mark.slow
 
 T = datetime.fromisoformat
+# dag.test() writes a run's conf into the DAG's own Param objects: every run names its window.
+WINDOW_UNSET = {"full_refresh": False, "start": None, "end": None}
 MERGE_DAG = "chartmogul_merge_converted_leads"
 LEADS_DAG = "chartmogul_leads_trials"
 API_KEY = "test-key-merge-dag"
@@ -130,7 +132,7 @@ def settle(sandbox):
 def test_merge_dag_waits_merges_and_records_under_dag_test(
     airflow_db, connections, sandbox, warehouse_path, dags, stripe_ds, caplog
 ):
-    assert dags[LEADS_DAG].test(run_conf={"full_refresh": True}).state == "success"
+    assert dags[LEADS_DAG].test(run_conf=WINDOW_UNSET | {"full_refresh": True}).state == "success"
     leads_ds = sandbox.state.data_source_by_name("Leads")["uuid"]
     execute(warehouse_path, "DELETE FROM conversions")
     for row in conversions(stripe_ds):
@@ -140,7 +142,7 @@ def test_merge_dag_waits_merges_and_records_under_dag_test(
 
     billing = pay_after_lookups(sandbox, stripe_ds, "cus_soon", lookups=2)
     with caplog.at_level(logging.INFO):
-        dag_run = dags[MERGE_DAG].test(run_conf=conf)
+        dag_run = dags[MERGE_DAG].test(run_conf=WINDOW_UNSET | conf)
     billing.join()
 
     # the paying customers: two merged, the third never appeared; the run ends failed, the others not
@@ -167,13 +169,13 @@ def test_merge_dag_waits_merges_and_records_under_dag_test(
 
     # trial invoices imported afterwards land on the surviving customer
     execute(warehouse_path, "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", LATER_TRIAL)
-    assert dags[LEADS_DAG].test(run_conf={"full_refresh": True}).state == "success"
+    assert dags[LEADS_DAG].test(run_conf=WINDOW_UNSET | {"full_refresh": True}).state == "success"
     invoices = {i["external_id"]: i for i in sandbox.state.invoices(data_source_uuid=leads_ds)}
     assert invoices["T2"]["customer_uuid"] == surviving_uuid(sandbox, stripe_ds, "cus_now")
 
     # a re-run merges nothing twice and still waits for (and fails on) the missing one only
     merges_before = len(sandbox.state.merges())
-    rerun = dags[MERGE_DAG].test(run_conf=conf | {"lookup_timeout_seconds": 1})
+    rerun = dags[MERGE_DAG].test(run_conf=WINDOW_UNSET | conf | {"lookup_timeout_seconds": 1})
     assert len(sandbox.state.merges()) == merges_before
     outcome, extracted, rejected, created, unchanged, failed, _ = run_row(warehouse_path, rerun.run_id)
     assert (outcome, extracted, created, unchanged, failed) == ("failed", 3, 0, 2, 1)
@@ -182,7 +184,7 @@ def test_merge_dag_waits_merges_and_records_under_dag_test(
 def test_merge_dag_succeeds_when_every_paying_customer_exists(
     airflow_db, connections, sandbox, warehouse_path, dags, stripe_ds
 ):
-    assert dags[LEADS_DAG].test(run_conf={"full_refresh": True}).state == "success"
+    assert dags[LEADS_DAG].test(run_conf=WINDOW_UNSET | {"full_refresh": True}).state == "success"
     for lead_id, billing_id in (("L1", "cus_a"), ("L2", "cus_b")):
         sandbox.state.create_customer(data_source_uuid=stripe_ds, external_id=billing_id)
         execute(
@@ -194,7 +196,9 @@ def test_merge_dag_succeeds_when_every_paying_customer_exists(
         warehouse_path, "INSERT INTO conversions VALUES ('L_unknown', ?, 'cus_x', '2025-04-01')", (stripe_ds,)
     )
 
-    dag_run = dags[MERGE_DAG].test(run_conf={"start": "2025-04-01T00:00:00Z", "end": "2025-04-02T00:00:00Z"})
+    dag_run = dags[MERGE_DAG].test(
+        run_conf=WINDOW_UNSET | {"start": "2025-04-01T00:00:00Z", "end": "2025-04-02T00:00:00Z"}
+    )
 
     assert dag_run.state == "success"
     outcome, extracted, rejected, created, unchanged, failed, _ = run_row(warehouse_path, dag_run.run_id)
@@ -213,7 +217,7 @@ def test_merge_dag_succeeds_when_every_paying_customer_exists(
 def test_merge_dag_runs_under_airflow_dags_test_with_conf(
     airflow_db, connections, sandbox, warehouse_path, dags, stripe_ds
 ):
-    assert dags[LEADS_DAG].test(run_conf={"full_refresh": True}).state == "success"
+    assert dags[LEADS_DAG].test(run_conf=WINDOW_UNSET | {"full_refresh": True}).state == "success"
     leads_ds = sandbox.state.data_source_by_name("Leads")["uuid"]
     execute(
         warehouse_path,

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mogulflow.defaults import CHARTMOGUL_CONN_ID, POOL_NAME, WAREHOUSE_CONN_ID
+from mogulflow.model import SetupError
 from mogulflow.warehouse import Dialect, Warehouse
 
 if TYPE_CHECKING:
@@ -36,9 +37,9 @@ def open_warehouse(conn_id: str = WAREHOUSE_CONN_ID) -> Warehouse:
     connection = BaseHook.get_connection(conn_id)
     dialect = _DIALECTS.get((connection.conn_type or "").lower())
     if dialect is None:
-        raise ValueError(
+        raise SetupError(
             f"connection {conn_id!r} has type {connection.conn_type!r}; mogulflow's SQL supports "
-            "'duckdb' (host = database file path) and 'postgres'"
+            "'duckdb' (host = database file path) and 'postgres': recreate it with one of those types"
         )
     hook: Any = connection.get_hook()
     if dialect == "duckdb":

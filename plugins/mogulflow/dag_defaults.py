@@ -50,6 +50,7 @@ def _window_params(what: str) -> dict[str, Param]:
         "start": Param(
             None,
             type=["null", "string"],
+            format="date-time",  # the trigger form offers a date picker; Airflow refuses non-dates
             title="Window start",
             description="Explicit window start for manual runs (ISO-8601, UTC), overriding the data "
             "interval.",
@@ -57,6 +58,7 @@ def _window_params(what: str) -> dict[str, Param]:
         "end": Param(
             None,
             type=["null", "string"],
+            format="date-time",
             title="Window end",
             description="Explicit window end (exclusive; ISO-8601, UTC). Defaults to the run's start when "
             "only start is set.",

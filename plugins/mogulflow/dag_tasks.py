@@ -5,26 +5,62 @@ values (`mogulflow.xcom`), opens the warehouse and the ChartMogul client from th
 calls one step, and turns the result back into XCom. `resolve_window_task` and
 `record_run_task` build the two tasks both DAGs share. The DAG files only wire these together.
 
+Every task fails the same way (`_failing_clearly`): its one-line reason goes to XCom (`error`),
+where `record_run` finds it for the run's account; a mistake (`failures.is_permanent`) fails the
+task at once, without retries; an outage is re-raised for Airflow to retry.
+
 Imported at DAG parse time: heavy imports stay inside the functions.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from airflow.sdk import get_current_context, task
+
+from mogulflow.xcom import Json
 
 if TYPE_CHECKING:
     from mogulflow.api.client import ChartMogulClient
     from mogulflow.settings import MergeSettings, RunSettings
     from mogulflow.warehouse import Warehouse
 
-XCom = Any  # what XCom carries: JSON (see mogulflow.xcom.Json)
+XCom = Json  # what a task receives from and hands to another
 
 LEADS_TRIALS = "leads_trials"
 CONVERSIONS = "conversions"
+# The XCom key under which a failed task leaves its one-line reason.
+ERROR_KEY = "error"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _failing_clearly(body: Callable[P, R]) -> Callable[P, R]:
+    """Run a task's body; on an error, leave its reason for record_run and fail by its kind."""
+
+    @functools.wraps(body)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return body(*args, **kwargs)
+        except Exception as error:
+            from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+            from mogulflow.failures import describe, is_permanent
+
+            if isinstance(error, AirflowSkipException):
+                raise
+
+            reason = str(error) if isinstance(error, AirflowFailException) else describe(error)
+            get_current_context()["ti"].xcom_push(key=ERROR_KEY, value=reason)
+            if is_permanent(error):
+                raise AirflowFailException(reason) from error
+            raise
+
+    return run
 
 
 @contextmanager
@@ -60,19 +96,14 @@ def _merge_settings(value: XCom) -> MergeSettings:
     return from_xcom(MergeSettings, value)
 
 
-def _fail_without_retry(error: Exception) -> Exception:
-    from airflow.sdk.exceptions import AirflowFailException
-
-    return AirflowFailException(str(error))
-
-
 # ---- the shared tasks -------------------------------------------------------------------------------
 
 
 def resolve_window_task(kind: str) -> Callable[[], XCom]:
     """The `resolve_window` task: decide the run's window and settings from params and data interval."""
 
-    @task(task_id="resolve_window", multiple_outputs=False)
+    @task(task_id="resolve_window", multiple_outputs=False, retries=0)
+    @_failing_clearly
     def resolve_window() -> XCom:
         """Decide the run's window (data interval, start/end or full refresh) and settings."""
         from mogulflow import settings
@@ -111,24 +142,20 @@ def record_run_task(
     """
 
     @task(task_id="record_run", trigger_rule="all_done", retries=0, multiple_outputs=False)
-    def record_run(settings: XCom) -> XCom:
+    def record_run(settings: XCom = None) -> XCom:
         """Write the run's account to mogulflow_runs; fail the run if anything failed."""
         from mogulflow import account, staging
         from mogulflow.model import Entity
         from mogulflow.reports import ExtractReport, LoadReport
         from mogulflow.xcom import from_xcom
 
-        ti = get_current_context()["ti"]
-        run = _merge_settings(settings).run if kind == CONVERSIONS else _run_settings(settings)
-        pulled = {
-            name: ti.xcom_pull(task_ids=name)
-            for name in (data_source_task, extract_task, *load_tasks.values())
-        }
-        failures = [
-            f"task {name} did not finish"
-            for name in (extract_task, *load_tasks.values())
-            if pulled[name] is None
-        ]
+        context = get_current_context()
+        ti = context["ti"]
+        run = _settings_of_run(kind, settings, context)
+        required = ("resolve_window", *also_required, extract_task, *load_tasks.values())
+        pulled = {name: ti.xcom_pull(task_ids=name) for name in (data_source_task, *required)}
+        pulled["resolve_window"] = settings
+        failures = [_did_not_finish(ti, name) for name in required if pulled[name] is None]
         extract = None if pulled[extract_task] is None else from_xcom(ExtractReport, pulled[extract_task])
         loads = {
             Entity(entity): None if pulled[name] is None else from_xcom(LoadReport, pulled[name])
@@ -139,16 +166,62 @@ def record_run_task(
         with _warehouse() as warehouse:
             account.write_run(warehouse, result, data_source=(run.data_source_name, pulled[data_source_task]))
         if result.failed:
-            raise _fail_without_retry(RuntimeError(f"run {run.run_id} failed: {result.summary.message}"))
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"run {run.run_id} failed: {result.summary.message}")
         staging.remove_run_folder(run.dag_id, run.run_id)
         return {"outcome": str(result.summary.outcome), "message": result.summary.message}
 
     return record_run
 
 
+def _did_not_finish(ti: Any, task_id: str) -> str:
+    reason = ti.xcom_pull(task_ids=task_id, key=ERROR_KEY)
+    return f"task {task_id} did not finish" + (f": {reason}" if reason else "")
+
+
+def _settings_of_run(kind: str, settings: XCom, context: Any) -> RunSettings:
+    """The run's settings; when resolve_window failed (a param that makes no sense), an empty window
+    at the run's start, so the failure is still recorded."""
+    if settings is not None:
+        return _merge_settings(settings).run if kind == CONVERSIONS else _run_settings(settings)
+    from datetime import UTC, datetime
+
+    from mogulflow.defaults import DEFAULT_DATA_SOURCE_NAME
+    from mogulflow.model import Window
+    from mogulflow.settings import RunSettings
+
+    dag_run = context["dag_run"]
+    now = datetime.now(UTC)
+    name = context["params"].get("data_source_name") or DEFAULT_DATA_SOURCE_NAME
+    return RunSettings(dag_run.run_id, dag_run.dag_id, Window(now, now), now, False, str(name), 0.0)
+
+
+@_failing_clearly
+def preflight(kind: str) -> XCom:
+    """Check both connections, the API key, the source tables and columns, mogulflow's own tables;
+    fail with every problem in one line (at once for mistakes, retried for an outage)."""
+    from mogulflow.model import SetupError
+    from mogulflow.preflight import CONVERSION_ENTITIES, LEADS_TRIALS_ENTITIES, airflow_checks
+
+    report = airflow_checks(CONVERSION_ENTITIES if kind == CONVERSIONS else LEADS_TRIALS_ENTITIES)
+    for line in report.checked:
+        _log().info("ok: %s", line)
+    if report.problems:
+        raise (SetupError if report.permanent else RuntimeError)(report.summary())
+    return {"checked": len(report.checked)}
+
+
+def _log() -> Any:
+    import logging
+
+    return logging.getLogger(__name__)
+
+
 # ---- chartmogul_leads_trials ------------------------------------------------------------------------
 
 
+@_failing_clearly
 def ensure_data_source(settings: XCom) -> str | None:
     """Find the run's data source by name; create it if missing (not in a dry run)."""
     from mogulflow import data_sources
@@ -158,6 +231,7 @@ def ensure_data_source(settings: XCom) -> str | None:
         return data_sources.ensure_data_source(client, run.data_source_name, dry_run=run.dry_run)
 
 
+@_failing_clearly
 def extract_and_validate(settings: XCom, data_source_uuid: str | None) -> XCom:
     """Extract leads, plans and trials for the window and validate every row."""
     from mogulflow import sync
@@ -167,6 +241,7 @@ def extract_and_validate(settings: XCom, data_source_uuid: str | None) -> XCom:
         return to_xcom(sync.extract_and_validate(warehouse, _run_settings(settings), data_source_uuid))
 
 
+@_failing_clearly
 def record_rejects(
     settings: XCom, data_source_uuid: str | None, report: XCom, *, merge: bool = False
 ) -> XCom:
@@ -180,38 +255,40 @@ def record_rejects(
         return to_xcom(write_rejects(warehouse, run, from_xcom(ExtractReport, report), data_source_uuid))
 
 
+@_failing_clearly
 def load_entity(entity: str, settings: XCom, data_source_uuid: str | None, report: XCom) -> XCom:
     """Plan and load one entity ("plan", "lead" or "trial"); a reject ratio above the limit fails
     the task at once (no retry can change it)."""
     from mogulflow import sync
-    from mogulflow.entity_step import RejectRatioExceeded, StepInputs
+    from mogulflow.entity_step import StepInputs
     from mogulflow.model import Entity
     from mogulflow.reports import ExtractReport
     from mogulflow.xcom import from_xcom, to_xcom
 
+    if report is None:
+        # upsert_customers runs even when upsert_plans failed, but not without an extract.
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException("nothing to load: extract_and_validate did not finish")
     extract = from_xcom(ExtractReport, report)
     with _warehouse() as warehouse, _client() as client:
         inputs = StepInputs(warehouse, client, _run_settings(settings), data_source_uuid, extract)
-        try:
-            return to_xcom(sync.load_entity(inputs, Entity(entity)))
-        except RejectRatioExceeded as error:
-            raise _fail_without_retry(error) from error
+        return to_xcom(sync.load_entity(inputs, Entity(entity)))
 
 
 # ---- chartmogul_merge_converted_leads ---------------------------------------------------------------
 
 
+@_failing_clearly
 def find_data_source(settings: XCom) -> str | None:
     """Find the leads' data source by name (never created here)."""
-    import logging
-
     from mogulflow import data_sources
 
     name = _merge_settings(settings).run.data_source_name
     with _client() as client:
         found = data_sources.find_data_source(client, name)
     if found is None:
-        logging.getLogger(__name__).warning(
+        _log().warning(
             "ChartMogul has no data source %r: no lead was synced there, so every conversion is rejected. "
             "Run chartmogul_leads_trials first, or set data_source_name.",
             name,
@@ -219,6 +296,7 @@ def find_data_source(settings: XCom) -> str | None:
     return found
 
 
+@_failing_clearly
 def extract_and_validate_conversions(settings: XCom, data_source_uuid: str | None) -> XCom:
     """Extract the window's conversions and validate every row."""
     from mogulflow.conversions import extract_and_validate_conversions as run_step
@@ -228,6 +306,7 @@ def extract_and_validate_conversions(settings: XCom, data_source_uuid: str | Non
         return to_xcom(run_step(warehouse, _merge_settings(settings).run, data_source_uuid))
 
 
+@_failing_clearly
 def merge_customers(settings: XCom, data_source_uuid: str | None, report: XCom, lookup: XCom) -> XCom:
     """Merge each lead into its paying customer, once; record every outcome in the sync state."""
     from mogulflow.merge import merge_conversions

@@ -11,7 +11,7 @@ from mogulflow.model import Entity, Window
 from mogulflow.sql_files import read_sql
 from mogulflow.warehouse import DEFAULT_CHUNK_ROWS, Warehouse
 
-_TEMPLATES = {
+TEMPLATES = {
     Entity.LEAD: "extract_leads.sql",
     Entity.PLAN: "extract_plans.sql",
     Entity.TRIAL: "extract_trials.sql",
@@ -45,7 +45,7 @@ def iter_entity_chunks(
 ) -> Iterator[pd.DataFrame]:
     """Stream one entity's rows for `window` in chunks (at least one, possibly empty, frame)."""
     yield from warehouse.iter_frames(
-        read_sql(_TEMPLATES[entity]), window_params(window, data_source_uuid), chunk_rows=chunk_rows
+        read_sql(TEMPLATES[entity]), window_params(window, data_source_uuid), chunk_rows=chunk_rows
     )
 
 

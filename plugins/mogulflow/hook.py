@@ -25,6 +25,7 @@ from mogulflow.api.settings import (
     ClientSettings,
     normalise_base_url,
 )
+from mogulflow.model import SetupError
 
 CONN_TYPE = "chartmogul"
 DEFAULT_CONN_ID = "chartmogul_default"
@@ -69,12 +70,18 @@ class ChartMogulHook(BaseHook):
         return f"{type(self).__name__}(chartmogul_conn_id={self.chartmogul_conn_id!r})"
 
     def get_client_settings(self) -> ClientSettings:
-        """Read the connection into `ClientSettings` (raises `ValueError` naming the bad field)."""
+        """Read the connection into `ClientSettings` (raises `SetupError` naming the bad field)."""
         conn = self.get_connection(self.chartmogul_conn_id)
+        if (conn.conn_type or "").lower() != CONN_TYPE:
+            raise SetupError(
+                f"connection {self.chartmogul_conn_id!r} has type {conn.conn_type!r}; mogulflow needs type "
+                f"{CONN_TYPE!r} (password = API key, host = API base URL): recreate it with "
+                f"--conn-type {CONN_TYPE}"
+            )
         extras = dict(conn.extra_dejson or {})
         api_key = (conn.password or "").strip()
         if not api_key:
-            raise ValueError(
+            raise SetupError(
                 f"connection {self.chartmogul_conn_id!r} has no API key: put it in the password field"
             )
         return ClientSettings(
@@ -136,7 +143,7 @@ class ChartMogulHook(BaseHook):
         try:
             return kind(value)
         except (TypeError, ValueError):
-            raise ValueError(
+            raise SetupError(
                 f"connection {self.chartmogul_conn_id!r}: extra {name!r} must be a {kind.__name__}, "
                 f"got {value!r}"
             ) from None

@@ -27,6 +27,11 @@ class Entity(enum.StrEnum):
         """The source column that identifies a row of this entity."""
         return _ID_COLUMNS[self]
 
+    @property
+    def table(self) -> str:
+        """The source table the default SQL reads this entity from."""
+        return f"{self.value}s"
+
 
 _ID_COLUMNS = {
     Entity.LEAD: "lead_id",
@@ -178,3 +183,8 @@ class RunSummary:
     outcome: RunOutcome
     counts: Mapping[Entity, EntityCounts] = dataclass_field(default_factory=dict)
     message: str = ""
+
+
+class SetupError(ValueError):
+    """A mistake in the setup (a connection, a table or column, the SQL, a param) that no retry can
+    fix. Its message says what is wrong and what to do, in one line."""

@@ -19,7 +19,7 @@ from mogulflow.defaults import (
     DEFAULT_LOOKUP_TIMEOUT_SECONDS,
     DEFAULT_MAX_REJECT_RATIO,
 )
-from mogulflow.model import Window
+from mogulflow.model import SetupError, Window
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,18 @@ def parse_utc(text: str | datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _param_time(params: Mapping[str, ParamValue], name: str) -> datetime | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return parse_utc(str(value))
+    except ValueError:
+        raise SetupError(
+            f"param {name!r} must be an ISO-8601 date-time such as 2025-03-01T00:00:00Z, found {value!r}"
+        ) from None
+
+
 def _as_bool(value: ParamValue) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"1", "true", "yes", "y", "on"}
@@ -72,7 +84,7 @@ def _number(params: Mapping[str, ParamValue], name: str, default: float) -> floa
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"param {name!r} must be a number, found {value!r}") from None
+        raise SetupError(f"param {name!r} must be a number, found {value!r}") from None
 
 
 class RunIdentity(TypedDict):
@@ -94,14 +106,24 @@ def resolve_window(
 ) -> Window:
     """The run's window: `full_refresh` wins; then explicit `start`/`end` (a missing `end` means the
     run's start); then the data interval; a run with neither reads the 24 hours before it started."""
-    start = parse_utc(params.get("start") or None)  # type: ignore[arg-type]
-    end = parse_utc(params.get("end") or None)  # type: ignore[arg-type]
+    start = _param_time(params, "start")
+    end = _param_time(params, "end")
     if _as_bool(params.get("full_refresh", False)):
+        if start is not None or end is not None:
+            raise SetupError(
+                "params 'start'/'end' and 'full_refresh' exclude each other: full_refresh reads every row; "
+                "leave start and end empty, or set full_refresh to false"
+            )
         return Window(None, None, True)
     if start is not None or end is not None:
         if start is None:
-            raise ValueError("param 'end' was given without 'start': give both (ISO-8601, UTC) or neither")
-        return Window(start, end or started_at)
+            raise SetupError("param 'end' was given without 'start': give both (ISO-8601, UTC) or neither")
+        end = end or started_at
+        if end < start:
+            raise SetupError(
+                f"param 'end' ({end.isoformat()}) is before 'start' ({start.isoformat()}): swap them"
+            )
+        return Window(start, end)
     if (
         data_interval_start is not None
         and data_interval_end is not None
@@ -131,7 +153,7 @@ def resolve_settings(
     )
     ratio = _number(params, "max_reject_ratio", DEFAULT_MAX_REJECT_RATIO)
     if not 0 <= ratio <= 1:
-        raise ValueError(f"param 'max_reject_ratio' must be between 0 and 1, found {ratio}")
+        raise SetupError(f"param 'max_reject_ratio' must be between 0 and 1, found {ratio}")
     return RunSettings(
         run_id=run_id,
         dag_id=dag_id,
@@ -152,7 +174,7 @@ def resolve_merge_settings(params: Mapping[str, ParamValue], **run: Unpack[RunId
     interval = _number(params, "lookup_interval_seconds", DEFAULT_LOOKUP_INTERVAL_SECONDS)
     timeout = _number(params, "lookup_timeout_seconds", DEFAULT_LOOKUP_TIMEOUT_SECONDS)
     if interval <= 0:
-        raise ValueError(f"param 'lookup_interval_seconds' must be positive, found {interval}")
+        raise SetupError(f"param 'lookup_interval_seconds' must be positive, found {interval}")
     if timeout < 0:
-        raise ValueError(f"param 'lookup_timeout_seconds' must not be negative, found {timeout}")
+        raise SetupError(f"param 'lookup_timeout_seconds' must not be negative, found {timeout}")
     return MergeSettings(settings, interval, timeout)

@@ -77,3 +77,5 @@ CONVERSIONS = SourceTable(
     required=("lead_id", "billing_data_source_uuid", "billing_customer_external_id", "converted_at"),
     recency="converted_at",
 )
+
+SOURCE_TABLES = {table.entity: table for table in (LEADS, PLANS, TRIALS, CONVERSIONS)}

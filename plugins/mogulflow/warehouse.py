@@ -6,6 +6,7 @@ driver's own style, so values are always bound, never formatted into the text.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ class Warehouse:
         cursor = self.connection.cursor()
         try:
             cursor.execute(bound.sql, bound.params)
+        except Exception:
+            self._roll_back()
+            raise
         finally:
             cursor.close()
         self.connection.commit()
@@ -92,6 +96,9 @@ class Warehouse:
             for statement in (part.strip() for part in text.split(";")):
                 if statement:
                     cursor.execute(statement)
+        except Exception:
+            self._roll_back()
+            raise
         finally:
             cursor.close()
         self.connection.commit()
@@ -137,8 +144,17 @@ class Warehouse:
                     yield pd.DataFrame.from_records(rows, columns=columns)
                     if not rows:
                         break
+        except Exception:
+            self._roll_back()
+            raise
         finally:
             cursor.close()
+
+    def _roll_back(self) -> None:
+        """After a failed statement: PostgreSQL refuses every later one until the transaction is
+        rolled back, so a caller that goes on (the preflight, a retry) finds the connection usable."""
+        with contextlib.suppress(Exception):  # DuckDB without an open transaction: nothing to undo
+            self.connection.rollback()
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """The first column of the first row, or None."""
