@@ -342,3 +342,32 @@ def test_an_unreachable_api_is_an_outage_that_ends_the_run_with_its_reason(airfl
 
 def test_every_entity_has_a_source_table():
     assert {entity.table for entity in Entity} == {"leads", "plans", "trials", "conversions"}
+
+
+@pytest.mark.parametrize(
+    "key", ["Q7", "k3yZ9w", "sk_" + "x1" * 20, "long" * 40], ids=lambda k: f"{len(k)}-chars"
+)
+def test_no_error_text_or_chain_shows_the_key_whatever_its_length(keyed_sandbox, key):
+    import base64
+    import socket
+    import traceback
+
+    from mogulflow.api.client import ChartMogulClient
+    from mogulflow.api.retry import RetryPolicy
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    quick = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02, max_elapsed=2.0)
+    texts = []
+    for url in (keyed_sandbox.url, f"http://127.0.0.1:{port}"):  # refused key, then no server at all
+        with ChartMogulClient(base_url=url, api_key=key, retry=quick) as client:
+            texts.append(repr(client))
+            with pytest.raises(Exception) as caught:
+                client.ping()
+        texts.append("".join(traceback.format_exception(caught.value)))
+        texts.append(describe(caught.value))
+    everything = "\n".join(texts)
+    assert "HTTP 401" in everything and "refused" in everything.lower()
+    assert key not in everything
+    assert base64.b64encode(f"{key}:".encode()).decode() not in everything

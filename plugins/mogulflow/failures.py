@@ -57,6 +57,8 @@ def describe(error: BaseException) -> str:
             f"ChartMogul refused the API key ({text}): put a valid API key in the password of the "
             "chartmogul connection (ChartMogul → Profile → API keys), then run again"
         )
+    elif isinstance(error, TransientError) and error.status is None:
+        text = f"{text}: ChartMogul cannot be reached; check the connection's host and the network"
     elif name in MISSING_CONNECTION_ERRORS:
         text = (
             f"{text}: create the connection (airflow connections add, the UI, or an AIRFLOW_CONN_<ID> "
