@@ -201,6 +201,7 @@ def _settings_of_run(kind: str, settings: XCom, context: Any) -> RunSettings:
 def preflight(kind: str) -> XCom:
     """Check both connections, the API key, the source tables and columns, mogulflow's own tables;
     fail with every problem in one line (at once for mistakes, retried for an outage)."""
+    from mogulflow.failures import Outage
     from mogulflow.model import SetupError
     from mogulflow.preflight import CONVERSION_ENTITIES, LEADS_TRIALS_ENTITIES, airflow_checks
 
@@ -208,7 +209,7 @@ def preflight(kind: str) -> XCom:
     for line in report.checked:
         _log().info("ok: %s", line)
     if report.problems:
-        raise (SetupError if report.permanent else RuntimeError)(report.summary())
+        raise (SetupError if report.permanent else Outage)(report.summary())
     return {"checked": len(report.checked)}
 
 

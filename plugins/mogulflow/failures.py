@@ -29,6 +29,10 @@ MISSING_CONNECTION_ERRORS = frozenset({"AirflowNotFoundException", "ConnectionNo
 MAX_MESSAGE_CHARS = 600
 
 
+class Outage(RuntimeError):
+    """Something mogulflow depends on is down or unreachable: a retry may fix it."""
+
+
 def is_permanent(error: BaseException) -> bool:
     """Whether no retry can fix the error (a mistake in the setup or the data), so the task should
     fail at once."""
@@ -66,6 +70,6 @@ def describe(error: BaseException) -> str:
         )
     elif name in PERMANENT_DUCKDB_ERRORS or getattr(error, "pgcode", None):
         text = f"the warehouse refused mogulflow's SQL ({name}: {text}); run `python -m mogulflow.preflight`"
-    elif not isinstance(error, SetupError | ChartMogulError | RejectRatioExceeded):
+    elif not isinstance(error, SetupError | ChartMogulError | RejectRatioExceeded | Outage):
         text = f"{name}: {text}"
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"

@@ -256,6 +256,7 @@ def load_objects(
     upsert, update = _object_writes(client, plan.entity)
     tally = Tally(plan.entity, plan.size)
     tally.counts[RowOutcome.UNCHANGED] += len(plan.unchanged)
+    tally.counts[RowOutcome.CREATED] += len(plan.written_this_run)
 
     def create(item: PlannedCreate) -> WriteResult:
         answer = upsert(item.payload.to_api(data_source_uuid))
@@ -335,6 +336,7 @@ def load_trial_invoices(
     target = RowTarget(plan.entity, data_source_uuid, run_id)
     tally = Tally(plan.entity, plan.size)
     tally.counts[RowOutcome.UNCHANGED] += len(plan.unchanged)
+    tally.counts[RowOutcome.CREATED] += len(plan.written_this_run)
     items = [_InvoiceWrite(c.payload, c.content_hash, c.source_updated_at, None, False) for c in plan.creates]
     items += [
         _InvoiceWrite(u.payload, u.content_hash, u.source_updated_at, u.chartmogul_uuid, True)

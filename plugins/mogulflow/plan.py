@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from mogulflow.content import content_hash
 from mogulflow.fields import changed_fields
 from mogulflow.model import Entity
-from mogulflow.state import SyncState, SyncStatus
+from mogulflow.state import StateEntry, SyncState, SyncStatus
 
 
 class Payload(Protocol):
@@ -62,11 +62,17 @@ class SyncPlan:
     creates: tuple[PlannedCreate, ...]
     updates: tuple[PlannedUpdate, ...]
     unchanged: tuple[str, ...]
+    # Unchanged rows an earlier step (or attempt) of this same run wrote: the run account counts them
+    # as created (the customers step imports a new customer's trial invoices with it).
+    written_this_run: tuple[str, ...] = ()
+    # Unchanged rows whose entry has no ChartMogul uuid (a bulk import confirmed, its read-back did
+    # not happen): the load reads their uuids back, so later changes need no look-up.
+    missing_uuids: tuple[StateEntry, ...] = ()
 
     @property
     def size(self) -> int:
         """How many payloads the plan covers."""
-        return len(self.creates) + len(self.updates) + len(self.unchanged)
+        return len(self.creates) + len(self.updates) + len(self.unchanged) + len(self.written_this_run)
 
 
 def plan_sync(
@@ -76,13 +82,15 @@ def plan_sync(
     *,
     versions: Mapping[str, datetime] | None = None,
     fields_after_merge: Collection[str] | None = None,
+    run_id: str | None = None,
 ) -> SyncPlan:
     """Split payloads into creates, updates (with only the changed fields) and unchanged ids.
 
     `versions` gives each payload's source `updated_at`: a payload older than the version already
     synced is left alone, so re-running an old window never brings back an old row. For entries
     merged into another record (a lead merged into its paying customer), only `fields_after_merge`
-    are sent: the surviving customer's own name and email are not ours to change.
+    are sent: the surviving customer's own name and email are not ours to change. With `run_id`,
+    unchanged rows this run already wrote land in `written_this_run` instead of `unchanged`.
     """
     creates: list[PlannedCreate] = []
     updates: list[PlannedUpdate] = []
@@ -95,7 +103,20 @@ def plan_sync(
     finally:
         if collecting:
             gc.enable()
-    return SyncPlan(entity, tuple(creates), tuple(updates), tuple(unchanged))
+    written: list[str] = []
+    missing: list[StateEntry] = []
+    if unchanged and state:
+        kept = []
+        for external_id in unchanged:
+            entry = state[external_id]
+            if entry.chartmogul_uuid is None and entry.status is SyncStatus.SYNCED:
+                missing.append(entry)
+            if run_id is not None and entry.run_id == run_id:
+                written.append(external_id)
+            else:
+                kept.append(external_id)
+        unchanged = kept
+    return SyncPlan(entity, tuple(creates), tuple(updates), tuple(unchanged), tuple(written), tuple(missing))
 
 
 def _split(

@@ -18,7 +18,12 @@ from mogulflow import staging
 from mogulflow.entity_step import EntitySpec, PlannedLoad, StepInputs, run_entity_step
 from mogulflow.extract import iter_entity_chunks
 from mogulflow.load import load_objects, load_trial_invoices
-from mogulflow.load_bulk import BulkOutcome, bulk_create_customers, bulk_import_trial_invoices
+from mogulflow.load_bulk import (
+    BULK_IMPORTS_IN_FLIGHT,
+    BulkOutcome,
+    bulk_create_customers,
+    bulk_import_trial_invoices,
+)
 from mogulflow.model import Entity, ValidationResult
 from mogulflow.plan import PlannedCreate, SyncPlan, plan_sync
 from mogulflow.record import ensure_tables
@@ -154,8 +159,15 @@ def _plan_customers(inputs: StepInputs, state: SyncState) -> PlannedLoad:
 
 def _plan_invoices(inputs: StepInputs, state: SyncState) -> PlannedLoad:
     trials = _valid_rows(inputs, Entity.TRIAL)
+    # run_id: invoices the customers step imported with their new customer count as created here.
     return PlannedLoad(
-        plan_sync(Entity.TRIAL, build_trial_invoices(trials), state, versions=_versions(trials, "trial_id"))
+        plan_sync(
+            Entity.TRIAL,
+            build_trial_invoices(trials),
+            state,
+            versions=_versions(trials, "trial_id"),
+            run_id=inputs.settings.run_id,
+        )
     )
 
 
@@ -184,30 +196,55 @@ def _load_invoices(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) ->
     )
 
 
-def _bulk_customers(
-    inputs: StepInputs, data_source_uuid: str, creates: Sequence[PlannedCreate]
-) -> BulkOutcome:
+def _imports_in_flight(inputs: StepInputs) -> int:
+    """JSON imports at once: never more than the connections the client may open."""
+    return max(1, min(BULK_IMPORTS_IN_FLIGHT, inputs.workers))
+
+
+def _new_customers_invoices(
+    inputs: StepInputs, data_source_uuid: str, new_leads: set[str]
+) -> list[PlannedCreate]:
+    """The new trial invoices of new customers whose plan is synced: they travel in the customer's import."""
+    trials = _valid_rows(inputs, Entity.TRIAL)
+    trials = trials[trials["lead_id"].isin(new_leads)]
+    if trials.empty:
+        return []
+    warehouse = inputs.warehouse
+    synced_plans = synced_ids(warehouse, Entity.PLAN, data_source_uuid)
+    trials = trials[trials["plan_id"].isin(synced_plans)]
+    state = load_state(warehouse, Entity.TRIAL, data_source_uuid)
+    plan = plan_sync(
+        Entity.TRIAL, build_trial_invoices(trials), state, versions=_versions(trials, "trial_id")
+    )
+    return list(plan.creates)
+
+
+def _bulk_customers(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) -> BulkOutcome:
+    new_leads = {item.payload.external_id for item in plan.creates}
     return bulk_create_customers(
         inputs.client,
-        creates,
+        plan.creates,
         data_source_uuid=data_source_uuid,
         run_id=inputs.settings.run_id,
         checkpoint=checkpoint_to(inputs.warehouse),
+        invoices=_new_customers_invoices(inputs, data_source_uuid, new_leads),
+        missing_uuids=plan.missing_uuids,
+        in_flight=_imports_in_flight(inputs),
     )
 
 
-def _bulk_invoices(
-    inputs: StepInputs, data_source_uuid: str, creates: Sequence[PlannedCreate]
-) -> BulkOutcome:
+def _bulk_invoices(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) -> BulkOutcome:
     warehouse = inputs.warehouse
     return bulk_import_trial_invoices(
         inputs.client,
-        creates,
+        plan.creates,
         data_source_uuid=data_source_uuid,
         run_id=inputs.settings.run_id,
         synced_leads=synced_ids(warehouse, Entity.LEAD, data_source_uuid),
         synced_plans=synced_ids(warehouse, Entity.PLAN, data_source_uuid),
         checkpoint=checkpoint_to(warehouse),
+        missing_uuids=plan.missing_uuids,
+        in_flight=_imports_in_flight(inputs),
     )
 
 
