@@ -17,7 +17,7 @@ from mogulflow.api.client import ChartMogulClient
 from mogulflow.load import load_objects
 from mogulflow.load_bulk import BulkOutcome, read_back_uuids, uses_bulk
 from mogulflow.model import Entity
-from mogulflow.plan import SyncPlan
+from mogulflow.plan import PlanCounts, SyncPlan
 from mogulflow.reports import (
     SAMPLE_SIZE,
     DryRunSamples,
@@ -61,6 +61,8 @@ class PlannedLoad:
 
     plan: SyncPlan
     redate: SyncPlan | None = None
+    # Set when `plan` keeps only samples (a dry run planned chunk by chunk): the full counts.
+    counts: PlanCounts | None = None
 
 
 @dataclass(frozen=True)
@@ -180,12 +182,13 @@ def log_outcome(report: LoadReport) -> None:
 
 def _dry_run_report(planned: PlannedLoad) -> LoadReport:
     plan = planned.plan
+    counts = planned.counts or PlanCounts(len(plan.creates), len(plan.updates), len(plan.unchanged))
     log.info(
         "Dry run, %s: would create %d, would update %d, unchanged %d",
         plan.entity,
-        len(plan.creates),
-        len(plan.updates),
-        len(plan.unchanged),
+        counts.creates,
+        counts.updates,
+        counts.unchanged,
     )
     samples = DryRunSamples(
         create=tuple(c.payload.external_id for c in plan.creates[:SAMPLE_SIZE]),
@@ -195,9 +198,9 @@ def _dry_run_report(planned: PlannedLoad) -> LoadReport:
     redated = None if planned.redate is None else RedateReport(updated=len(planned.redate.updates))
     report = LoadReport(
         plan.entity,
-        created=len(plan.creates),
-        updated=len(plan.updates),
-        unchanged=len(plan.unchanged),
+        created=counts.creates,
+        updated=counts.updates,
+        unchanged=counts.unchanged,
         dry_run=True,
         samples=samples,
         redated=redated,

@@ -75,6 +75,44 @@ class SyncPlan:
         return len(self.creates) + len(self.updates) + len(self.unchanged) + len(self.written_this_run)
 
 
+@dataclass(frozen=True)
+class PlanCounts:
+    """How many payloads each list of a plan got, when the plan itself keeps only samples."""
+
+    creates: int
+    updates: int
+    unchanged: int
+
+
+def merge_plans(
+    entity: Entity, plans: Iterable[SyncPlan], *, keep: int | None = None
+) -> tuple[SyncPlan, PlanCounts]:
+    """The plans of consecutive chunks of one entity's payloads, in order, as one plan and its counts.
+
+    `plan_sync` decides row by row, so planning chunk by chunk and merging gives the plan of the
+    whole. With `keep` (a dry run, which reports counts and samples) each list keeps only its first
+    `keep` entries: the payloads of the other rows are freed with their chunk.
+    """
+    creates: list[PlannedCreate] = []
+    updates: list[PlannedUpdate] = []
+    unchanged: list[str] = []
+    written: list[str] = []
+    missing: list[StateEntry] = []
+    counts = [0, 0, 0]
+    for plan in plans:
+        for i, (merged, part) in enumerate(
+            ((creates, plan.creates), (updates, plan.updates), (unchanged, plan.unchanged))
+        ):
+            counts[i] += len(part)
+            merged.extend(part if keep is None else part[: max(0, keep - len(merged))])
+        written.extend(plan.written_this_run)
+        missing.extend(plan.missing_uuids)
+    merged_plan = SyncPlan(
+        entity, tuple(creates), tuple(updates), tuple(unchanged), tuple(written), tuple(missing)
+    )
+    return merged_plan, PlanCounts(*counts)
+
+
 def plan_sync(
     entity: Entity,
     payloads: Iterable[Payload],

@@ -25,9 +25,9 @@ from mogulflow.load_bulk import (
     bulk_import_trial_invoices,
 )
 from mogulflow.model import Entity, ValidationResult
-from mogulflow.plan import PlannedCreate, SyncPlan, plan_sync
+from mogulflow.plan import PlannedCreate, SyncPlan, merge_plans, plan_sync
 from mogulflow.record import ensure_tables
-from mogulflow.reports import ExtractReport, LoadReport
+from mogulflow.reports import SAMPLE_SIZE, ExtractReport, LoadReport
 from mogulflow.settings import RunSettings
 from mogulflow.state import (
     SyncState,
@@ -38,7 +38,12 @@ from mogulflow.state import (
     synced_ids,
     uuids_by_external_id,
 )
-from mogulflow.transform import build_plan_payloads, build_trial_invoices, with_earlier_lead_dates
+from mogulflow.transform import (
+    CustomerPayload,
+    build_plan_payloads,
+    build_trial_invoices,
+    with_earlier_lead_dates,
+)
 from mogulflow.validate import validate_leads, validate_plans, validate_trials
 from mogulflow.waiting import without_still_waiting
 from mogulflow.warehouse import Warehouse
@@ -138,15 +143,41 @@ def _plan_plans(inputs: StepInputs, state: SyncState) -> PlannedLoad:
     )
 
 
+def _sample_size(inputs: StepInputs) -> int | None:
+    """A dry run reports counts and samples: its plan keeps only the samples (see `merge_plans`)."""
+    return SAMPLE_SIZE if inputs.settings.dry_run else None
+
+
 def _plan_customers(inputs: StepInputs, state: SyncState) -> PlannedLoad:
-    leads = _valid_rows(inputs, Entity.LEAD)
-    # The lead-date default rule needs only each trial's lead and start.
+    # The lead-date default rule needs only each lead's earliest trial start: one row per lead.
     trials = _valid_rows(inputs, Entity.TRIAL, columns=["lead_id", "started_at"])
+    first_trials = trials.groupby("lead_id", sort=False)["started_at"].min()
+    del trials
     previous = {external_id: entry.payload for external_id, entry in state.items() if entry.payload}
-    in_run, redated = with_earlier_lead_dates(leads, trials, previous)
-    versions = _versions(leads, "lead_id")
-    del leads, trials, previous  # the payloads hold what is needed: free the frames before planning
-    plan = plan_sync(Entity.LEAD, in_run, state, versions=versions, fields_after_merge=LEAD_DATE_FIELDS)
+    empty_leads: list[pd.DataFrame] = []
+
+    def chunk_plans() -> Iterator[SyncPlan]:
+        # Leads are planned ~100,000 at a time: a million payloads never sit in memory at once.
+        for leads in staging.iter_frames(inputs.extract[Entity.LEAD].valid_path):
+            empty_leads[:] = [leads.iloc[:0]]
+            # Only this chunk's leads' first trials: the earlier leads are re-dated once, below.
+            mine = first_trials.reindex(leads["lead_id"].to_numpy()).dropna()
+            in_run, _ = with_earlier_lead_dates(leads, _as_trials(mine), previous)
+            yield plan_sync(
+                Entity.LEAD,
+                in_run,
+                state,
+                versions=_versions(leads, "lead_id"),
+                fields_after_merge=LEAD_DATE_FIELDS,
+            )
+
+    plan, counts = merge_plans(Entity.LEAD, chunk_plans(), keep=_sample_size(inputs))
+    redated: list[CustomerPayload] = []
+    if previous and not first_trials.empty:
+        # Earlier leads (not in this run) whose first trial arrived now.
+        in_run = _valid_rows(inputs, Entity.LEAD, columns=["lead_id"])["lead_id"]
+        earlier = first_trials[~first_trials.index.isin(in_run)]
+        _, redated = with_earlier_lead_dates(empty_leads[0], _as_trials(earlier), previous)
     redate = plan_sync(
         Entity.LEAD,
         redated,
@@ -154,21 +185,30 @@ def _plan_customers(inputs: StepInputs, state: SyncState) -> PlannedLoad:
         versions={p.external_id: state[p.external_id].source_updated_at for p in redated},
         fields_after_merge=LEAD_DATE_FIELDS,
     )
-    return PlannedLoad(plan, redate)
+    return PlannedLoad(plan, redate, counts if inputs.settings.dry_run else None)
+
+
+def _as_trials(first_trials: pd.Series) -> pd.DataFrame:
+    """Earliest trial start by lead id as the `lead_id, started_at` frame the lead-date rule reads."""
+    # reset_index keeps the UTC datetime dtype (to_numpy would give a Timestamp object per row).
+    return first_trials.rename_axis("lead_id").rename("started_at").reset_index()
 
 
 def _plan_invoices(inputs: StepInputs, state: SyncState) -> PlannedLoad:
-    trials = _valid_rows(inputs, Entity.TRIAL)
-    # run_id: invoices the customers step imported with their new customer count as created here.
-    return PlannedLoad(
-        plan_sync(
-            Entity.TRIAL,
-            build_trial_invoices(trials),
-            state,
-            versions=_versions(trials, "trial_id"),
-            run_id=inputs.settings.run_id,
-        )
-    )
+    def chunk_plans() -> Iterator[SyncPlan]:
+        # Trials are planned ~100,000 at a time, as the customers are.
+        for trials in staging.iter_frames(inputs.extract[Entity.TRIAL].valid_path):
+            # run_id: invoices the customers step imported with their new customer count as created here.
+            yield plan_sync(
+                Entity.TRIAL,
+                build_trial_invoices(trials),
+                state,
+                versions=_versions(trials, "trial_id"),
+                run_id=inputs.settings.run_id,
+            )
+
+    plan, counts = merge_plans(Entity.TRIAL, chunk_plans(), keep=_sample_size(inputs))
+    return PlannedLoad(plan, counts=counts if inputs.settings.dry_run else None)
 
 
 def _load_objects(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) -> LoadReport:
