@@ -19,10 +19,10 @@ from repo_paths import REPO
 
 from mogulflow.account import CONVERSIONS, summarize_run
 from mogulflow.api.client import AsyncChartMogulClient, ChartMogulClient
-from mogulflow.conversions import BillingKey, extract_and_validate_conversions, keys_to_look_up
+from mogulflow.conversions import extract_and_validate_conversions, keys_to_look_up
 from mogulflow.merge import merge_conversions
 from mogulflow.model import Entity, RunSummary
-from mogulflow.paying_customers import LookupReport, PayingCustomer, wait_for_paying_customers
+from mogulflow.paying_customers import BillingKey, LookupReport, PayingCustomer, wait_for_paying_customers
 from mogulflow.record import ensure_tables
 from mogulflow.rejects import write_rejects
 from mogulflow.reports import ExtractReport, LoadReport, StagedExtract

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from mogulflow import staging
 from mogulflow.extract import extract_entity
 from mogulflow.model import Entity
+from mogulflow.paying_customers import BillingKey
 from mogulflow.record import ensure_tables
 from mogulflow.reports import ExtractReport, StagedExtract
 from mogulflow.settings import RunSettings
@@ -22,17 +23,6 @@ from mogulflow.waiting import without_still_waiting
 from mogulflow.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, order=True)
-class BillingKey:
-    """Who the paying customer is: its external id in the billing integration's data source."""
-
-    data_source_uuid: str
-    external_id: str
-
-    def __str__(self) -> str:
-        return f"{self.external_id!r} in data source {self.data_source_uuid}"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ from airflow.sdk import BaseOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 if TYPE_CHECKING:
-    from mogulflow.paying_customers import LookupReport
+    from mogulflow.api.client import AsyncChartMogulClient
+    from mogulflow.paying_customers import BillingKey, LookupReport, PayingCustomer
 
 from mogulflow.defaults import CHARTMOGUL_CONN_ID, WAREHOUSE_CONN_ID
 
@@ -80,29 +81,43 @@ class PayingCustomersTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until every key is found or the deadline passes; then fire once."""
-        from asgiref.sync import sync_to_async
+        import asyncio
 
-        from mogulflow.conversions import BillingKey
-        from mogulflow.hook import ChartMogulHook
-        from mogulflow.paying_customers import PayingCustomer, wait_for_paying_customers
-        from mogulflow.xcom import from_xcom, to_xcom
+        # Everything synchronous happens in a worker thread, never on the triggerer's event loop,
+        # which every trigger of the deployment shares: importing mogulflow's modules, reading the
+        # connection (a secrets backend may call out), and httpx's lazy import of its async
+        # transport on the first request.
+        client, keys, found = await asyncio.to_thread(self._prepare)
+        from mogulflow.paying_customers import wait_for_paying_customers
+        from mogulflow.xcom import to_xcom
 
-        # Reading the connection is synchronous (secrets backends): keep it off the event loop.
-        hook = ChartMogulHook(chartmogul_conn_id=self.chartmogul_conn_id)
-        client = await sync_to_async(hook.get_async_client)()
         try:
             report = await wait_for_paying_customers(
                 client,
-                [from_xcom(BillingKey, key) for key in self.keys],
+                keys,
                 interval=self.interval,
                 deadline=self.deadline,
-                found=[from_xcom(PayingCustomer, customer) for customer in self.found],
+                found=found,
                 polls=self.polls,
                 started_at=self.started_at,
             )
         finally:
             await client.aclose()
         yield TriggerEvent(to_xcom(report))
+
+    def _prepare(self) -> tuple[AsyncChartMogulClient, list[BillingKey], list[PayingCustomer]]:
+        """(In a worker thread.) The async client and the trigger's values, every import done."""
+        import anyio._backends._asyncio  # noqa: F401 - httpx's async transport, imported lazily
+        import h11  # noqa: F401
+        import httpcore._async.http11  # noqa: F401
+
+        from mogulflow.hook import ChartMogulHook
+        from mogulflow.paying_customers import BillingKey, PayingCustomer
+        from mogulflow.xcom import from_xcom
+
+        client = ChartMogulHook(chartmogul_conn_id=self.chartmogul_conn_id).get_async_client()
+        keys = [from_xcom(BillingKey, key) for key in self.keys]
+        return client, keys, [from_xcom(PayingCustomer, customer) for customer in self.found]
 
 
 class WaitForPayingCustomersOperator(BaseOperator):

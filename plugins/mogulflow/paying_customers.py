@@ -2,7 +2,8 @@
 
 They appear some minutes after the payment, so the merge DAG looks them all up once and then,
 while some are missing, again every interval until a deadline (`wait_for_paying_customers`, run by
-`mogulflow.merge_wait`'s trigger on the async client, so it tests without Airflow).
+`mogulflow.merge_wait`'s trigger on the async client, so it tests without Airflow). Light on
+purpose (no pandas): the trigger imports it inside the triggerer.
 """
 
 from __future__ import annotations
@@ -16,9 +17,19 @@ from typing import Any
 
 from mogulflow.api.client import AsyncChartMogulClient
 from mogulflow.api.errors import AuthenticationError
-from mogulflow.conversions import BillingKey
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, order=True)
+class BillingKey:
+    """Who the paying customer is: its external id in the billing integration's data source."""
+
+    data_source_uuid: str
+    external_id: str
+
+    def __str__(self) -> str:
+        return f"{self.external_id!r} in data source {self.data_source_uuid}"
 
 
 @dataclass(frozen=True)
