@@ -77,30 +77,18 @@ class Warehouse:
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         """Run one statement and commit."""
         bound = bind(sql, params or {}, self.dialect)
-        cursor = self.connection.cursor()
-        try:
+        with self._cursor() as cursor:
             cursor.execute(bound.sql, bound.params)
-        except Exception:
-            self._roll_back()
-            raise
-        finally:
-            cursor.close()
         self.connection.commit()
 
     def execute_script(self, sql: str) -> None:
         """Run several `;`-separated statements without parameters, then commit."""
         # Drop `--` comments first: a `;` inside one must not split a statement.
         text = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
-        cursor = self.connection.cursor()
-        try:
+        with self._cursor() as cursor:
             for statement in (part.strip() for part in text.split(";")):
                 if statement:
                     cursor.execute(statement)
-        except Exception:
-            self._roll_back()
-            raise
-        finally:
-            cursor.close()
         self.connection.commit()
 
     def query_frame(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -118,8 +106,7 @@ class Warehouse:
         Always yields at least one (possibly empty) frame, so callers keep the column names.
         """
         bound = bind(sql, params or {}, self.dialect)
-        cursor = self.connection.cursor()
-        try:
+        with self._cursor() as cursor:
             cursor.execute(bound.sql, bound.params)
             columns = [d[0] for d in cursor.description]
             if self.dialect == "duckdb":
@@ -144,17 +131,21 @@ class Warehouse:
                     yield pd.DataFrame.from_records(rows, columns=columns)
                     if not rows:
                         break
+
+    @contextlib.contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        """A cursor, closed afterwards. After a failed statement the transaction is rolled back:
+        PostgreSQL refuses every later statement until then, so a caller that goes on (the
+        preflight, a retry) finds the connection usable."""
+        cursor = self.connection.cursor()
+        try:
+            yield cursor
         except Exception:
-            self._roll_back()
+            with contextlib.suppress(Exception):  # DuckDB without an open transaction: nothing to undo
+                self.connection.rollback()
             raise
         finally:
             cursor.close()
-
-    def _roll_back(self) -> None:
-        """After a failed statement: PostgreSQL refuses every later one until the transaction is
-        rolled back, so a caller that goes on (the preflight, a retry) finds the connection usable."""
-        with contextlib.suppress(Exception):  # DuckDB without an open transaction: nothing to undo
-            self.connection.rollback()
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """The first column of the first row, or None."""
