@@ -17,8 +17,9 @@ from mogulflow.paying_customers import BillingKey
 from mogulflow.record import ensure_tables
 from mogulflow.reports import ExtractReport, StagedExtract
 from mogulflow.settings import RunSettings
+from mogulflow.source_tables import CONVERSIONS
 from mogulflow.state import StateEntry, SyncStatus, ids_with_status, load_state, synced_ids
-from mogulflow.validate import validate_conversions
+from mogulflow.validate import conversion_rules, validate_into
 from mogulflow.waiting import without_still_waiting
 from mogulflow.warehouse import Warehouse
 
@@ -68,8 +69,13 @@ def extract_and_validate_conversions(
             waiting=ids_with_status(warehouse, Entity.CONVERSION, data_source_uuid, (SyncStatus.WAITING,)),
             known_parents={"lead_id": known},
         )
-    result = validate_conversions(frame, now=settings.started_at, known_lead_ids=known)
-    part = staging.stage_validation_result(staging.run_folder(settings.dag_id, settings.run_id), result)
+    folder = staging.run_folder(settings.dag_id, settings.run_id)
+    parts = staging.ValidParts(folder, Entity.CONVERSION)
+    rules = conversion_rules(settings.started_at, known_lead_ids=known)
+    found = validate_into(frame, CONVERSIONS, rules, parts)
+    part = staging.stage_rejects(
+        folder, Entity.CONVERSION, found.rejected, found.extracted, found.valid, parts.finish()
+    )
     log.info(
         "conversions: extracted %d, valid %d, rejected %d%s",
         part.extracted,

@@ -7,6 +7,7 @@ shares.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -17,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
-from mogulflow.model import RejectedRow, ValidationResult, waits_for_parent
+from mogulflow.model import Entity, RejectedRow, ValidationResult, waits_for_parent
 from mogulflow.reports import StagedExtract
 
 STAGING_DIR_ENV = "MOGULFLOW_STAGING_DIR"
@@ -80,11 +82,16 @@ def iter_frames(path: str | Path, columns: Sequence[str] | None = None) -> Itera
     What a step that handles rows one chunk at a time reads: only one chunk sits in memory.
     """
     selected = ", ".join(f'"{column}"' for column in columns) if columns else "*"
+    # The parts of a `ValidParts` glob are read one after the other, in name order: DuckDB reading
+    # them all at once buffers several, and keeping their row order would cost it more still.
+    files = sorted(glob.glob(str(path))) if glob.has_magic(str(path)) else [str(path)]
+    first = True
     with _connection() as connection:
-        cursor = connection.execute(f"SELECT {selected} FROM read_parquet(?)", [str(path)])
-        yield _share_repeated_strings(cursor.fetch_df_chunk(READ_CHUNK_VECTORS))
-        while len(part := cursor.fetch_df_chunk(READ_CHUNK_VECTORS)):
-            yield _share_repeated_strings(part)
+        for file in files or [str(path)]:
+            cursor = connection.execute(f"SELECT {selected} FROM read_parquet(?)", [file])
+            while len(part := cursor.fetch_df_chunk(READ_CHUNK_VECTORS)) or first:
+                first = False
+                yield _share_repeated_strings(part)
 
 
 def _share_repeated_strings(frame: pd.DataFrame) -> pd.DataFrame:
@@ -109,20 +116,82 @@ def remove_run_folder(dag_id: str, run_id: str) -> None:
 def stage_validation_result(folder: Path, result: ValidationResult) -> StagedExtract:
     """Write one entity's valid rows and rejects to a run's staging folder; return its report."""
     valid_path = write_frame(folder / f"{result.entity}_valid.parquet", result.valid)
-    rejects_path = write_frame(folder / f"{result.entity}_rejects.parquet", _rejects_frame(result.rejected))
+    return stage_rejects(
+        folder, result.entity, result.rejected, result.extracted, len(result.valid), valid_path
+    )
+
+
+def stage_rejects(
+    folder: Path,
+    entity: Entity,
+    rejected: Sequence[RejectedRow],
+    extracted: int,
+    valid: int,
+    valid_path: str | Path,
+) -> StagedExtract:
+    """Write one entity's rejects next to its staged valid rows (`valid_path`); return its report."""
+    rejects_path = write_frame(folder / f"{entity}_rejects.parquet", _rejects_frame(rejected))
     by_rule: Counter[str] = Counter()
-    for reject in result.rejected:
+    for reject in rejected:
         for failure in reject.failures:
             by_rule[f"{failure.field}: {failure.rule}" if failure.field else failure.rule] += 1
     return StagedExtract(
-        entity=result.entity,
-        extracted=result.extracted,
-        valid=len(result.valid),
-        rejected=len(result.rejected),
+        entity=entity,
+        extracted=extracted,
+        valid=valid,
+        rejected=len(rejected),
         rejects_by_rule=dict(by_rule.most_common()),
         valid_path=str(valid_path),
         rejects_path=str(rejects_path),
     )
+
+
+class ValidParts:
+    """One entity's valid rows, staged as numbered Parquet parts as validation finds them.
+
+    A `mogulflow.validate.ValidSink`: each chunk's rows are written as they pass, so a whole extract
+    never sits in memory. The parts are built in a `.partial` folder, moved in place by `finish`
+    (a retried task never reads a half-written set); `path` is their glob, which `read_frame` and
+    `iter_frames` read in part order, so in the extract's row order.
+    """
+
+    def __init__(self, folder: Path, entity: Entity) -> None:
+        self.folder = folder / f"{entity}_valid"
+        self._building = folder / f"{entity}_valid.partial"
+        shutil.rmtree(self._building, ignore_errors=True)
+        self._building.mkdir(parents=True)
+        self._parts = 0
+
+    @property
+    def path(self) -> str:
+        return str(self.folder / "*.parquet")
+
+    def _part(self, part: int) -> Path:
+        return self._building / f"part-{part:06d}.parquet"  # zero-padded: names sort in part order
+
+    def append(self, frame: pd.DataFrame) -> None:
+        write_frame(self._part(self._parts), frame)
+        self._parts += 1
+
+    def drop(self, part: int, rows: np.ndarray) -> None:
+        """Rewrite one part without the rows at `rows` (duplicates found once the whole extract was seen)."""
+        path = self._part(part)
+        partial = path.with_suffix(".partial")
+        with _connection() as connection:
+            connection.register("dropped", pd.DataFrame({"row": rows.astype(np.int64)}))
+            connection.execute(
+                "COPY (SELECT * EXCLUDE (file_row_number) FROM read_parquet(?, file_row_number = true)"
+                " WHERE file_row_number NOT IN (SELECT row FROM dropped) ORDER BY file_row_number)"
+                " TO ? (FORMAT parquet)",
+                [str(path), str(partial)],
+            )
+        os.replace(partial, path)
+
+    def finish(self) -> str:
+        """Put the parts in place; return `path`."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        os.replace(self._building, self.folder)
+        return self.path
 
 
 def _rejects_frame(rejects: Sequence[RejectedRow]) -> pd.DataFrame:

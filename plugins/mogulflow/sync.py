@@ -9,7 +9,7 @@ values; `mogulflow.xcom` turns them into what XCom carries.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 import pandas as pd
@@ -24,11 +24,13 @@ from mogulflow.load_bulk import (
     bulk_create_customers,
     bulk_import_trial_invoices,
 )
-from mogulflow.model import Entity, ValidationResult
+from mogulflow.model import Entity
 from mogulflow.plan import PlannedCreate, SyncPlan, merge_plans, plan_sync
 from mogulflow.record import ensure_tables
-from mogulflow.reports import SAMPLE_SIZE, ExtractReport, LoadReport
+from mogulflow.reports import SAMPLE_SIZE, ExtractReport, LoadReport, StagedExtract
+from mogulflow.rules import Rule
 from mogulflow.settings import RunSettings
+from mogulflow.source_tables import SOURCE_TABLES
 from mogulflow.state import (
     SyncState,
     SyncStatus,
@@ -44,7 +46,7 @@ from mogulflow.transform import (
     build_trial_invoices,
     with_earlier_lead_dates,
 )
-from mogulflow.validate import validate_leads, validate_plans, validate_trials
+from mogulflow.validate import Validation, lead_rules, plan_rules, trial_rules, validate_into
 from mogulflow.waiting import without_still_waiting
 from mogulflow.warehouse import Warehouse
 
@@ -74,15 +76,18 @@ def extract_and_validate(
         # The validators normalise chunk by chunk: a raw extract never sits in memory whole.
         return iter_entity_chunks(warehouse, entity, settings.window, data_source_uuid=data_source_uuid)
 
-    def ids(result: ValidationResult) -> set[str]:
-        return set(result.valid[result.entity.id_column].to_numpy(dtype=object))
+    def validate(entity: Entity, rows: Iterable[pd.DataFrame], rules: Sequence[Rule]) -> Validation:
+        # Valid rows are staged chunk by chunk as they pass: the whole extract never sits in memory.
+        parts = staging.ValidParts(folder, entity)
+        found = validate_into(rows, SOURCE_TABLES[entity], rules, parts)
+        staged[entity] = staging.stage_rejects(
+            folder, entity, found.rejected, found.extracted, found.valid, parts.finish()
+        )
+        return found
 
-    leads = validate_leads(chunks(Entity.LEAD), now=now)
-    staged_leads = staging.stage_validation_result(folder, leads)
-    known_leads, leads = ids(leads), None  # staged: from here on only the ids are needed
-    plans = validate_plans(chunks(Entity.PLAN), now=now)
-    staged_plans = staging.stage_validation_result(folder, plans)
-    known_plans, plans = ids(plans), None
+    staged: dict[Entity, StagedExtract] = {}
+    known_leads = validate(Entity.LEAD, chunks(Entity.LEAD), lead_rules(now)).valid_ids()
+    known_plans = validate(Entity.PLAN, chunks(Entity.PLAN), plan_rules(now)).valid_ids()
     waiting: set[str] = set()
     if data_source_uuid:
         known_leads |= synced_ids(warehouse, Entity.LEAD, data_source_uuid)
@@ -99,14 +104,10 @@ def extract_and_validate(
         )
         for chunk in chunks(Entity.TRIAL)
     )
-    trials = validate_trials(trial_rows, now=now, known_lead_ids=known_leads, known_plan_ids=known_plans)
-    report = ExtractReport(
-        {
-            Entity.LEAD: staged_leads,
-            Entity.PLAN: staged_plans,
-            Entity.TRIAL: staging.stage_validation_result(folder, trials),
-        }
+    validate(
+        Entity.TRIAL, trial_rows, trial_rules(now, known_lead_ids=known_leads, known_plan_ids=known_plans)
     )
+    report = ExtractReport({entity: staged[entity] for entity in (Entity.LEAD, Entity.PLAN, Entity.TRIAL)})
     for part in report.parts.values():
         log.info(
             "%s: extracted %d, valid %d, rejected %d (%.1f%%)%s",

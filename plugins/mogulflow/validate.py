@@ -1,6 +1,7 @@
 """Validate one entity's extract: the rows to send and the rows to reject, with every rule they broke.
 
-Each `validate_<entity>` function follows the same steps (the contract's "Validation" section):
+`validate_into` follows the same steps (the contract's "Validation" section; the rules are in
+`mogulflow.rules`), one chunk of the extract at a time for all but the reduction of duplicates:
 
 1. normalise: keep the contract's source columns; texts stripped, blank → missing; timestamps
    tz-aware UTC; integers nullable; `country` and `currency` upper-cased;
@@ -9,231 +10,205 @@ Each `validate_<entity>` function follows the same steps (the contract's "Valida
 3. validate the remaining rows with a pandera schema, lazily, so that every broken rule of every row
    is collected (rows without an id included: they are rejected with a null `source_id`).
 
-Everything is vectorised; `RejectedRow` objects are built for the failing rows only.
+Everything is vectorised; `RejectedRow` objects are built for the failing rows only. The
+`validate_<entity>` functions return the valid rows as one frame; the DAG's steps stage them to
+Parquet chunk by chunk instead (`validate_into` with a `mogulflow.staging.ValidParts`).
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Protocol
 
-import email_validator
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-import pycountry
 
 from mogulflow.model import Entity, RejectedRow, RuleFailure, RuleKind, ValidationResult
-from mogulflow.source_tables import CONVERSIONS, INTERVAL_UNITS, LEADS, PLANS, TRIALS, SourceTable
+from mogulflow.rules import (
+    COMMON_EMAIL,
+    PRESENT,
+    Rule,
+    conversion_rules,
+    is_valid_email,
+    lead_rules,
+    plan_rules,
+    trial_rules,
+)
+from mogulflow.source_tables import CONVERSIONS, LEADS, PLANS, TRIALS, SourceTable
 
-CLOCK_SKEW = timedelta(minutes=5)
-COUNTRY_CODES = frozenset(country.alpha_2 for country in pycountry.countries)
-CURRENCY_CODES = frozenset(currency.alpha_3 for currency in pycountry.currencies)
+__all__ = [
+    "COMMON_EMAIL",
+    "ValidSink",
+    "Validation",
+    "conversion_rules",
+    "is_valid_email",
+    "lead_rules",
+    "plan_rules",
+    "trial_rules",
+    "validate_conversions",
+    "validate_into",
+    "validate_leads",
+    "validate_plans",
+    "validate_trials",
+]
 
-PRESENT = "must be present"
-IN_FUTURE = "must not be in the future"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One validation rule: a vectorised test and how its failure reads in a reject reason.
-
-    `test` gets the column (or, for a `row_level` rule, the whole frame) and returns a boolean
-    Series, True where the row passes. Column tests never see missing values (pandera drops them
-    first); row-level tests must let rows with missing values pass, `PRESENT` reports those.
-    """
-
-    field: str
-    words: str
-    test: Callable[[pd.Series | pd.DataFrame], pd.Series]
-    row_level: bool = False
-    kind: RuleKind = RuleKind.INVALID
-
-    @property
-    def name(self) -> str:
-        return f"{self.field}: {self.words}"
-
-    def to_check(self) -> pa.Check:
-        return pa.Check(self.test, name=self.name, error=self.name)
-
-
-def validate_leads(frame: pd.DataFrame, *, now: datetime) -> ValidationResult:
-    """Validate extracted `leads` rows (see the contract's rules for leads)."""
-    return _validate(
-        frame,
-        LEADS,
-        [
-            Rule("email", "must be a valid email address", is_valid_email),
-            Rule("country", "must be an ISO 3166-1 alpha-2 country code", _is_in(COUNTRY_CODES)),
-            Rule(
-                "lead_created_at",
-                "must not be after free_trial_started_at",
-                _not_after("lead_created_at", "free_trial_started_at"),
-                row_level=True,
-            ),
-            *_not_in_future(LEADS, now),
-        ],
-    )
+# One extract: a frame, or its chunks in order.
+Extract = pd.DataFrame | Iterable[pd.DataFrame]
 
 
-def validate_plans(frame: pd.DataFrame, *, now: datetime) -> ValidationResult:
-    """Validate extracted `plans` rows (see the contract's rules for plans)."""
-    return _validate(
-        frame,
-        PLANS,
-        [
-            Rule("interval_count", "must be at least 1", lambda s: s >= 1),
-            Rule("interval_unit", f"must be one of {', '.join(INTERVAL_UNITS)}", _is_in(INTERVAL_UNITS)),
-            *_not_in_future(PLANS, now),
-        ],
-    )
+def validate_leads(frame: Extract, *, now: datetime) -> ValidationResult:
+    """Validate extracted `leads` rows, in memory."""
+    return _validate(frame, LEADS, lead_rules(now))
+
+
+def validate_plans(frame: Extract, *, now: datetime) -> ValidationResult:
+    """Validate extracted `plans` rows, in memory."""
+    return _validate(frame, PLANS, plan_rules(now))
 
 
 def validate_trials(
-    frame: pd.DataFrame,
+    frame: Extract,
     *,
     now: datetime,
     known_lead_ids: Collection[str],
     known_plan_ids: Collection[str],
 ) -> ValidationResult:
-    """Validate extracted `trials` rows.
-
-    `known_lead_ids` / `known_plan_ids`: the ids valid in this run together with those synced before.
-    """
-    return _validate(
-        frame,
-        TRIALS,
-        [
-            Rule(
-                "lead_id",
-                "must name a lead that is valid or was synced before",
-                _is_in(known_lead_ids),
-                kind=RuleKind.UNKNOWN_PARENT,
-            ),
-            Rule(
-                "plan_id",
-                "must name a plan that is valid or was synced before",
-                _is_in(known_plan_ids),
-                kind=RuleKind.UNKNOWN_PARENT,
-            ),
-            Rule("ends_at", "must be after started_at", _after("ends_at", "started_at"), row_level=True),
-            Rule("amount_in_cents", "must not be negative", lambda s: s >= 0),
-            Rule("currency", "must be an ISO 4217 currency code", _is_in(CURRENCY_CODES)),
-            Rule("quantity", "must be at least 1", lambda s: s >= 1),
-            *_not_in_future(TRIALS, now),
-        ],
-    )
+    """Validate extracted `trials` rows, in memory (`known_*_ids`: see `trial_rules`)."""
+    rules = trial_rules(now, known_lead_ids=known_lead_ids, known_plan_ids=known_plan_ids)
+    return _validate(frame, TRIALS, rules)
 
 
 def validate_conversions(
-    frame: pd.DataFrame, *, now: datetime, known_lead_ids: Collection[str]
+    frame: Extract, *, now: datetime, known_lead_ids: Collection[str]
 ) -> ValidationResult:
-    """Validate extracted `conversions` rows; `known_lead_ids`: leads valid in this run or synced before."""
-    return _validate(
-        frame,
-        CONVERSIONS,
-        [
-            Rule(
-                "lead_id",
-                "must name a lead mogulflow has synced",
-                _is_in(known_lead_ids),
-                kind=RuleKind.UNKNOWN_PARENT,
-            ),
-            *_not_in_future(CONVERSIONS, now),
-        ],
-    )
-
-
-# --- rules ---------------------------------------------------------------------------------------
-
-
-def _is_in(allowed: Collection[str]) -> Callable[[pd.Series], pd.Series]:
-    allowed = allowed if isinstance(allowed, (set, frozenset, pd.Index)) else frozenset(allowed)
-    return lambda s: s.isin(allowed)
-
-
-def _after(field: str, other: str) -> Callable[[pd.DataFrame], pd.Series]:
-    return lambda df: df[field].isna() | df[other].isna() | (df[field] > df[other])
-
-
-def _not_after(field: str, other: str) -> Callable[[pd.DataFrame], pd.Series]:
-    return lambda df: df[field].isna() | df[other].isna() | (df[field] <= df[other])
-
-
-def _not_in_future(table: SourceTable, now: datetime) -> list[Rule]:
-    latest = _utc(now) + CLOCK_SKEW
-    return [Rule(column, IN_FUTURE, lambda s: s <= latest) for column in table.timestamps]
-
-
-# Addresses of this common shape are all accepted by email-validator (see tests): dot-atom local part
-# of at most 64 characters, dotted domain of letters/digits/inner hyphens, labels of at most 63
-# characters, an alphabetic top-level domain that is not a special-use one, 254 characters in all.
-# Everything else is asked to email-validator itself, once per distinct value.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_COMMON_EMAIL = (
-    r"(?=.{1,254}$)(?=[^@]{1,64}@)(?!.*@.*[^.@]{64})"
-    rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
-    r"@(?:[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\.)+"
-    rf"(?!(?:{'|'.join(email_validator.SPECIAL_USE_DOMAIN_NAMES)})$)[A-Za-z]{{2,63}}"
-)
-COMMON_EMAIL = re.compile(_COMMON_EMAIL, re.IGNORECASE)
-
-
-def is_valid_email(emails: pd.Series) -> pd.Series:
-    """True where the address is valid (email-validator, no deliverability check); vectorised."""
-    valid = emails.str.fullmatch(COMMON_EMAIL).fillna(False).astype(bool)
-    unusual = emails[~valid]
-    if len(unusual):
-        valid.loc[unusual.index] = unusual.map(_is_valid_email_address).astype(bool)
-    return valid
-
-
-@functools.lru_cache(maxsize=65536)
-def _is_valid_email_address(address: str) -> bool:
-    try:
-        email_validator.validate_email(address, check_deliverability=False)
-    except email_validator.EmailNotValidError:
-        return False
-    return True
+    """Validate extracted `conversions` rows, in memory (`known_lead_ids`: see `conversion_rules`)."""
+    return _validate(frame, CONVERSIONS, conversion_rules(now, known_lead_ids=known_lead_ids))
 
 
 # --- the steps -----------------------------------------------------------------------------------
 
 
-def _validate(
-    frame: pd.DataFrame | Iterable[pd.DataFrame], table: SourceTable, rules: Sequence[Rule]
-) -> ValidationResult:
-    data = normalise(frame, table)
-    winners, duplicates = _reduce_duplicates(data, table)
-    failures = pd.concat([duplicates, _broken_rules(data, winners, table, rules)], ignore_index=True)
-    failures = failures.astype({"position": "int64", "order": "int64"}).sort_values(["position", "order"])
-    rejected = _rejected_rows(table.entity, data[table.entity.id_column], failures)
-    keep = winners.copy()
-    keep[failures["position"].to_numpy()] = False
-    valid = data.loc[keep].reset_index(drop=True)
-    return ValidationResult(entity=table.entity, valid=valid, rejected=rejected, extracted=len(data))
+class ValidSink(Protocol):
+    """Where `validate_into` puts the rows that pass every row-local rule, one part per chunk.
+
+    Whether a row survives the reduction of duplicates is known only once the whole extract has
+    been seen: `drop` then takes the losers out of a part already handed over.
+    """
+
+    def append(self, frame: pd.DataFrame) -> None:
+        """Take the next part (possibly empty)."""
+
+    def drop(self, part: int, rows: np.ndarray) -> None:
+        """Take the rows at these positions (ascending) out of part number `part`."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What `validate_into` found; the valid rows themselves went to its sink."""
+
+    entity: Entity
+    rejected: tuple[RejectedRow, ...]
+    extracted: int
+    valid: int
+    ids: pd.Series  # every extracted row's id, normalised
+    is_valid: np.ndarray  # mask over `ids`
+
+    def valid_ids(self) -> set[str]:
+        """The ids of the valid rows."""
+        return set(self.ids[self.is_valid].to_numpy(dtype=object))
+
+
+class _Frames:
+    """A `ValidSink` that keeps the parts in memory (what the `validate_<entity>` functions return)."""
+
+    def __init__(self) -> None:
+        self.parts: list[pd.DataFrame] = []
+
+    def append(self, frame: pd.DataFrame) -> None:
+        self.parts.append(frame)
+
+    def drop(self, part: int, rows: np.ndarray) -> None:
+        keep = np.ones(len(self.parts[part]), dtype=bool)
+        keep[rows] = False
+        self.parts[part] = self.parts[part].loc[keep].reset_index(drop=True)
+
+    def frame(self) -> pd.DataFrame:
+        return self.parts[0] if len(self.parts) == 1 else pd.concat(self.parts, ignore_index=True)
+
+
+def _validate(frame: Extract, table: SourceTable, rules: Sequence[Rule]) -> ValidationResult:
+    frames = _Frames()
+    found = validate_into(frame, table, rules, frames)
+    return ValidationResult(
+        entity=table.entity, valid=frames.frame(), rejected=found.rejected, extracted=found.extracted
+    )
+
+
+def validate_into(chunks: Extract, table: SourceTable, rules: Sequence[Rule], sink: ValidSink) -> Validation:
+    """Validate an extract chunk by chunk; the rows that pass go to `sink` as each chunk is done.
+
+    Every rule but the reduction of duplicates is row-local, so each chunk is normalised and checked
+    on its own and only its ids and recency stay in memory: a million normalised leads never sit in
+    memory at once. Duplicates are then decided over those small arrays; a losing row is rejected as
+    a duplicate only (its other failures dropped) and taken out of the sink's part again.
+    """
+    id_column = table.entity.id_column
+    ids: list[pd.Series] = []
+    stamps: list[np.ndarray] = []
+    failures: list[pd.DataFrame] = []
+    passed: list[np.ndarray] = []  # by part: the positions (in the extract) of the rows handed over
+    first: pd.DataFrame | None = None
+    extracted = 0
+    for chunk in [chunks] if isinstance(chunks, pd.DataFrame) else chunks:
+        data = _normalise_frame(chunk, table)
+        if first is None:
+            first = data
+        if not len(data):
+            continue  # an empty chunk adds nothing (the first one still gives an empty extract's columns)
+        ids.append(data[id_column])
+        recency = data[table.recency]
+        stamps.append(np.where(recency.isna(), _OLDEST, recency.to_numpy("int64", na_value=0)))
+        broken = _broken_rules(data, table, rules)
+        broken["position"] += extracted
+        failures.append(broken)
+        ok = np.ones(len(data), dtype=bool)
+        ok[broken["position"].to_numpy(dtype=np.int64) - extracted] = False
+        passed.append(extracted + np.flatnonzero(ok))
+        sink.append(data.loc[ok].reset_index(drop=True))
+        extracted += len(data)
+        del data, recency, chunk  # before the next chunk comes in
+    if first is None:
+        raise ValueError(f"the {table.entity.value} extract gave no frame at all, not even an empty one")
+    if not extracted:
+        sink.append(first)
+        ids.append(first[id_column])
+
+    every_id = ids[0] if len(ids) == 1 else pd.concat(ids, ignore_index=True)
+    every_stamp = np.concatenate(stamps) if stamps else np.empty(0, dtype=np.int64)
+    winners, duplicates = _reduce_duplicates(every_id, every_stamp, table)
+    broken = pd.concat([*failures, _NO_FAILURES], ignore_index=True)
+    broken = broken[winners[broken["position"].to_numpy(dtype=np.int64)]]  # a loser is just a duplicate
+    found = pd.concat([duplicates, broken], ignore_index=True)
+    found = found.astype({"position": "int64", "order": "int64"}).sort_values(["position", "order"])
+    rejected = _rejected_rows(table.entity, every_id, found)
+
+    for part, positions in enumerate(passed):
+        if len(losers := np.flatnonzero(~winners[positions])):
+            sink.drop(part, losers)
+    is_valid = winners.copy()
+    is_valid[found["position"].to_numpy()] = False
+    return Validation(table.entity, rejected, extracted, int(is_valid.sum()), every_id, is_valid)
 
 
 # One row per broken rule of a rejected row; `order` sorts a row's failures (column order, then rule order).
 _FAILURE_COLUMNS = ["position", "order", "field", "rule", "found", "kind"]
-
-
-def normalise(frame: pd.DataFrame | Iterable[pd.DataFrame], table: SourceTable) -> pd.DataFrame:
-    """The contract's columns, typed: texts stripped (blank → missing), UTC timestamps, nullable ints.
-
-    `frame` may also be the chunks of one extract, in order: each is normalised as it comes, so
-    the raw rows need not all sit in memory at once.
-    """
-    if isinstance(frame, pd.DataFrame):
-        return _normalise_frame(frame, table)
-    parts = [_normalise_frame(chunk, table) for chunk in frame]
-    rows = [part for part in parts if len(part)] or parts[:1]
-    if not rows:
-        raise ValueError(f"the {table.entity.value} extract gave no frame at all, not even an empty one")
-    return rows[0] if len(rows) == 1 else pd.concat(rows, ignore_index=True)
+_NO_FAILURES = pd.DataFrame(
+    {"position": np.empty(0, np.int64), "order": np.empty(0, np.int64)}, columns=_FAILURE_COLUMNS
+)
+_OLDEST = np.iinfo(np.int64).min  # a missing recency: older than any
 
 
 def _normalise_frame(frame: pd.DataFrame, table: SourceTable) -> pd.DataFrame:
@@ -279,21 +254,22 @@ def _normalised_text(values: pd.Series, *, upper: bool) -> pd.Series:
     return distinct if codes is None else pd.Series(distinct.array.take(codes, allow_fill=True))
 
 
-def _reduce_duplicates(data: pd.DataFrame, table: SourceTable) -> tuple[np.ndarray, pd.DataFrame]:
+def _reduce_duplicates(
+    ids: pd.Series, stamps: np.ndarray, table: SourceTable
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Which rows survive the reduction by id (mask), and a failure for each other row.
 
-    Rows without an id are kept for validation (they fail `PRESENT`). Among rows sharing an id, the
-    latest `table.recency` wins (a missing one counts as oldest); on a tie, the later row does.
+    `stamps`: each row's `table.recency` in microseconds (`_OLDEST` where missing). Rows without an
+    id are kept for validation (they fail `PRESENT`). Among rows sharing an id, the latest recency
+    wins (a missing one counts as oldest); on a tie, the later row does.
     """
     id_column = table.entity.id_column
-    codes, _ = pd.factorize(data[id_column])  # -1 for a missing id
-    recency = data[table.recency]
-    stamps = np.where(recency.isna(), np.iinfo(np.int64).min, recency.to_numpy("int64", na_value=0))
-    positions = np.arange(len(data))
+    codes, _ = pd.factorize(ids)  # -1 for a missing id
+    positions = np.arange(len(ids))
     order = np.lexsort((positions, stamps, codes))
     is_last = np.ones(len(order), dtype=bool)
     is_last[:-1] = codes[order][:-1] != codes[order][1:]
-    winners = np.zeros(len(data), dtype=bool)
+    winners = np.zeros(len(ids), dtype=bool)
     winners[order[is_last]] = True
     winners[codes == -1] = True
 
@@ -303,13 +279,15 @@ def _reduce_duplicates(data: pd.DataFrame, table: SourceTable) -> tuple[np.ndarr
     same_time = stamps[losers] == stamps[winner_by_code[codes[losers]]]
     later = f"duplicate {id_column}: a row with a later {table.recency} wins"
     tied = f"duplicate {id_column}: a later row with the same {table.recency} wins"
+    lost = stamps[losers]
+    recency = pd.Series(pd.to_datetime(np.where(lost == _OLDEST, 0, lost), unit="us", utc=True))
     duplicates = pd.DataFrame(
         {
             "position": losers,
             "order": 0,
             "field": "",
             "rule": np.where(same_time, tied, later),
-            "found": _found_values(recency.iloc[losers]),
+            "found": _found_values(recency.where(lost != _OLDEST)),
             "kind": RuleKind.DUPLICATE,
         },
         columns=_FAILURE_COLUMNS,
@@ -317,22 +295,20 @@ def _reduce_duplicates(data: pd.DataFrame, table: SourceTable) -> tuple[np.ndarr
     return winners, duplicates
 
 
-def _broken_rules(
-    data: pd.DataFrame, rows: np.ndarray, table: SourceTable, rules: Sequence[Rule]
-) -> pd.DataFrame:
-    """Every rule broken by the `rows` (mask) of `data`: pandera, lazily; one failure per row and rule."""
+def _broken_rules(data: pd.DataFrame, table: SourceTable, rules: Sequence[Rule]) -> pd.DataFrame:
+    """Every rule broken by the rows of `data`: pandera, lazily; one failure per row and rule."""
     columns: dict[str, pa.Column] = {}
     for column in table.columns:
         checks = [r.to_check() for r in rules if r.field == column and not r.row_level]
         columns[column] = pa.Column(nullable=column not in table.required, checks=checks, name=column)
     schema = pa.DataFrameSchema(columns, checks=[r.to_check() for r in rules if r.row_level])
     try:
-        # `data.loc[rows]` is a copy of our own: pandera need not copy it again
-        schema.validate(data.loc[rows], lazy=True, inplace=True)
+        # the schema coerces nothing: validating in place leaves `data` as it is, uncopied
+        schema.validate(data, lazy=True, inplace=True)
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases
     else:
-        return pd.DataFrame(columns=_FAILURE_COLUMNS)
+        return _NO_FAILURES.copy()
 
     # a row-level check reports one case per column of a failing row: keep one per row and rule
     cases = cases.dropna(subset=["index"])
@@ -404,8 +380,3 @@ def _found_values(values: pd.Series) -> list[str | None]:
     else:
         text = values.astype("str").to_numpy(dtype=object)
     return [None if gone else value for value, gone in zip(text, missing, strict=True)]
-
-
-def _utc(moment: datetime) -> pd.Timestamp:
-    stamp = pd.Timestamp(moment)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
