@@ -28,7 +28,6 @@ from mogulflow.model import Entity
 from mogulflow.plan import PlannedCreate, SyncPlan, merge_plans, plan_sync
 from mogulflow.record import ensure_tables
 from mogulflow.reports import SAMPLE_SIZE, ExtractReport, LoadReport, StagedExtract
-from mogulflow.rules import Rule
 from mogulflow.settings import RunSettings
 from mogulflow.source_tables import SOURCE_TABLES
 from mogulflow.state import (
@@ -47,6 +46,7 @@ from mogulflow.transform import (
     with_earlier_lead_dates,
 )
 from mogulflow.validate import Validation, lead_rules, plan_rules, trial_rules, validate_into
+from mogulflow.validation_rules import Rule
 from mogulflow.waiting import without_still_waiting
 from mogulflow.warehouse import Warehouse
 

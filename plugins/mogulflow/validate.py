@@ -1,7 +1,7 @@
 """Validate one entity's extract: the rows to send and the rows to reject, with every rule they broke.
 
 `validate_into` follows the same steps (the contract's "Validation" section; the rules are in
-`mogulflow.rules`), one chunk of the extract at a time for all but the reduction of duplicates:
+`mogulflow.validation_rules`), one chunk of the extract at a time for all but the reduction of duplicates:
 
 1. normalise: keep the contract's source columns; texts stripped, blank → missing; timestamps
    tz-aware UTC; integers nullable; `country` and `currency` upper-cased;
@@ -27,7 +27,8 @@ import pandas as pd
 import pandera.pandas as pa
 
 from mogulflow.model import Entity, RejectedRow, RuleFailure, RuleKind, ValidationResult
-from mogulflow.rules import (
+from mogulflow.source_tables import CONVERSIONS, LEADS, PLANS, TRIALS, SourceTable
+from mogulflow.validation_rules import (
     COMMON_EMAIL,
     PRESENT,
     Rule,
@@ -37,7 +38,6 @@ from mogulflow.rules import (
     plan_rules,
     trial_rules,
 )
-from mogulflow.source_tables import CONVERSIONS, LEADS, PLANS, TRIALS, SourceTable
 
 __all__ = [
     "COMMON_EMAIL",
