@@ -46,6 +46,16 @@ def airflow_db(airflow_home: Path) -> Path:
 
 
 @pytest.fixture
+def warehouse_path(tmp_path: Path) -> Path:
+    """A DuckDB warehouse holding the hand-written rows of `sample_rows` (modules may override it)."""
+    from sample_rows import build_warehouse
+
+    path = tmp_path / "warehouse.duckdb"
+    build_warehouse(path)
+    return path
+
+
+@pytest.fixture
 def sandbox() -> Iterator:
     """A fresh ChartMogul sandbox served over real HTTP on a free loopback port."""
     from mogulflow.sandbox import SandboxServer

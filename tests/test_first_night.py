@@ -28,13 +28,6 @@ WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 @pytest.fixture
-def warehouse_path(tmp_path):
-    path = tmp_path / "warehouse.duckdb"
-    build_warehouse(path)
-    return path
-
-
-@pytest.fixture
 def keyed_sandbox():
     from mogulflow.sandbox import SandboxServer
 

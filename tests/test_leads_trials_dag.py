@@ -11,16 +11,8 @@ import json
 import duckdb
 import pytest
 from repo_paths import REPO
-from sample_rows import build_warehouse
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def warehouse_path(tmp_path):
-    path = tmp_path / "warehouse.duckdb"
-    build_warehouse(path)
-    return path
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import duckdb
 import pytest
-from sample_rows import build_warehouse
 
 from mogulflow import load_bulk, sync
 from mogulflow.api.client import ChartMogulClient
@@ -24,13 +23,6 @@ from mogulflow.settings import resolve_settings
 from mogulflow.warehouse import Warehouse
 
 WRITES = ("POST", "PATCH", "PUT", "DELETE")
-
-
-@pytest.fixture
-def warehouse_path(tmp_path):
-    path = tmp_path / "warehouse.duckdb"
-    build_warehouse(path)
-    return path
 
 
 @pytest.fixture

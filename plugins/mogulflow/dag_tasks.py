@@ -15,6 +15,7 @@ Imported at DAG parse time: heavy imports stay inside the functions.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from mogulflow.api.client import ChartMogulClient
     from mogulflow.settings import MergeSettings, RunSettings
     from mogulflow.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
 
 XCom = Json  # what a task receives from and hands to another
 
@@ -207,16 +210,10 @@ def preflight(kind: str) -> XCom:
 
     report = airflow_checks(CONVERSION_ENTITIES if kind == CONVERSIONS else LEADS_TRIALS_ENTITIES)
     for line in report.checked:
-        _log().info("ok: %s", line)
+        log.info("ok: %s", line)
     if report.problems:
         raise (SetupError if report.permanent else Outage)(report.summary())
     return {"checked": len(report.checked)}
-
-
-def _log() -> Any:
-    import logging
-
-    return logging.getLogger(__name__)
 
 
 # ---- chartmogul_leads_trials ------------------------------------------------------------------------
@@ -289,7 +286,7 @@ def find_data_source(settings: XCom) -> str | None:
     with _client() as client:
         found = data_sources.find_data_source(client, name)
     if found is None:
-        _log().warning(
+        log.warning(
             "ChartMogul has no data source %r: no lead was synced there, so every conversion is rejected. "
             "Run chartmogul_leads_trials first, or set data_source_name.",
             name,

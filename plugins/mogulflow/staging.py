@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from mogulflow.model import Entity, RejectedRow, ValidationResult, waits_for_parent
+from mogulflow.model import Entity, RejectedRow, waits_for_parent
 from mogulflow.reports import StagedExtract
 
 STAGING_DIR_ENV = "MOGULFLOW_STAGING_DIR"
@@ -111,14 +111,6 @@ def remove_run_folder(dag_id: str, run_id: str) -> None:
 
 
 # ---- a validated extract, staged ------------------------------------------------------------------
-
-
-def stage_validation_result(folder: Path, result: ValidationResult) -> StagedExtract:
-    """Write one entity's valid rows and rejects to a run's staging folder; return its report."""
-    valid_path = write_frame(folder / f"{result.entity}_valid.parquet", result.valid)
-    return stage_rejects(
-        folder, result.entity, result.rejected, result.extracted, len(result.valid), valid_path
-    )
 
 
 def stage_rejects(
