@@ -230,6 +230,17 @@ def test_reconciliation_never_writes_to_chartmogul(sandbox, synced, client, ware
     assert writes(sandbox) == before
 
 
+def test_every_page_of_the_listing_is_read(sandbox, synced, client, warehouse_path):
+    # ChartMogul serves at most 200 objects per page: 205 customers made by hand need two pages
+    for number in range(205):
+        client.create_customer({"data_source_uuid": synced, "external_id": f"BY_HAND_{number}", "name": "x"})
+
+    result = compare_now(warehouse_path, client, synced)
+
+    assert result.comparisons[LEAD].extra == 205
+    assert result.comparisons[LEAD].agreeing == 4
+
+
 # ---- what is recorded --------------------------------------------------------------------------
 
 
