@@ -20,7 +20,8 @@ import enum
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 
 from mogulflow.api.client import ChartMogulClient
@@ -276,9 +277,9 @@ class ReconcileDetails:
 
     dag_id: str
     resend: bool
-    entities: Mapping[Entity, EntityComparison] = field(default_factory=dict)
-    examples: Mapping[DifferenceKind, tuple[str, ...]] = field(default_factory=dict)  # "entity:id"
-    resent: Mapping[Entity, int] = field(default_factory=dict)
+    entities: Mapping[Entity, EntityComparison] = dataclass_field(default_factory=dict)
+    examples: Mapping[DifferenceKind, tuple[str, ...]] = dataclass_field(default_factory=dict)  # "entity:id"
+    resent: Mapping[Entity, int] = dataclass_field(default_factory=dict)
     error: str | None = None
 
 
