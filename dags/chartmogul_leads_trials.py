@@ -7,7 +7,7 @@ import pendulum
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from mogulflow import dag_tasks
+from mogulflow import dag_tasks, reconcile_task
 from mogulflow.dag_defaults import POOL_NAME, default_args, leads_trials_params
 
 DOC_MD = """
@@ -30,6 +30,9 @@ Only what changed since the last run is sent (`mogulflow_sync_state`); rows that
 by the next run. `record_run` writes the run's account to **`mogulflow_runs`**:
 extracted = created + updated + unchanged + rejected + failed, per entity. The run fails when rows
 failed, or when an entity's reject share is above `max_reject_ratio` (that entity is not loaded).
+
+With `reconcile` true, `reconcile_with_chartmogul` then compares the data source with the warehouse
+and records the differences in **`mogulflow_reconciliation`** (see `chartmogul_reconcile`).
 
 Connections: `warehouse_default` (duckdb or postgres) and `chartmogul_default` (type chartmogul).
 Writes run in the `chartmogul_api` pool.
@@ -91,6 +94,11 @@ def chartmogul_leads_trials():
         also_required=("preflight",),
     )
 
+    @task(pool=POOL_NAME, multiple_outputs=False)
+    def reconcile_with_chartmogul(data_source_uuid: str | None) -> dict:
+        """With param reconcile: compare ChartMogul with the warehouse, record the differences."""
+        return reconcile_task.reconcile_after_sync(data_source_uuid)
+
     settings = dag_tasks.resolve_window_task(dag_tasks.LEADS_TRIALS)()
     checked = preflight()
     data_source_uuid = ensure_data_source(settings)
@@ -103,6 +111,7 @@ def chartmogul_leads_trials():
     settings >> checked >> data_source_uuid
     rejects >> plans >> customers >> invoices >> account
     [checked, data_source_uuid, report, rejects, plans, customers] >> account
+    account >> reconcile_with_chartmogul(data_source_uuid)  # after a recorded, successful sync only
 
 
 chartmogul_leads_trials()

@@ -38,6 +38,7 @@ def test_leads_trials_dag_has_the_contract_params_with_descriptions(dagbag):
         "dry_run": False,
         "data_source_name": "Leads",
         "max_reject_ratio": 0.05,
+        "reconcile": False,
     }
     for name, default in expected.items():
         assert params[name] == default, name
@@ -56,6 +57,7 @@ def test_leads_trials_tasks_run_in_the_stand_up_order(dagbag):
         "upsert_customers",
         "import_trial_invoices",
         "record_run",
+        "reconcile_with_chartmogul",
     ]
     assert set(order) == set(dag.task_ids)
     for before, after in itertools.pairwise(order):
@@ -64,7 +66,13 @@ def test_leads_trials_tasks_run_in_the_stand_up_order(dagbag):
 
 def test_tasks_that_write_to_chartmogul_run_in_the_chartmogul_api_pool(dagbag):
     dag = dagbag.dags["chartmogul_leads_trials"]
-    for task_id in ("ensure_data_source", "upsert_plans", "upsert_customers", "import_trial_invoices"):
+    for task_id in (
+        "ensure_data_source",
+        "upsert_plans",
+        "upsert_customers",
+        "import_trial_invoices",
+        "reconcile_with_chartmogul",  # reads only, but through the same API budget
+    ):
         assert dag.get_task(task_id).pool == "chartmogul_api", task_id
     assert dag.get_task("extract_and_validate").pool != "chartmogul_api"
 
@@ -115,3 +123,35 @@ def test_merge_dag_writes_to_chartmogul_only_from_the_pool(dagbag):
     dag = dagbag.dags["chartmogul_merge_converted_leads"]
     assert dag.get_task("merge_customers").pool == "chartmogul_api"
     assert "merge_customers" in dag.get_task("wait_for_paying_customers").downstream_task_ids
+
+
+def test_reconcile_dag_is_registered_daily_with_the_contract_params(dagbag):
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    dag = dagbag.dags["chartmogul_reconcile"]
+    assert isinstance(dag.timetable, CronTriggerTimetable)
+    assert dag.catchup is False
+    assert dag.doc_md and "mogulflow_reconciliation" in dag.doc_md
+    for name, default in {"data_source_name": "Leads", "resend": False}.items():
+        assert dag.params[name] == default, name
+        assert dag.params.get_param(name).description, f"param {name} has no description"
+    assert dag.task_ids == ["reconcile_with_chartmogul"]
+    assert dag.get_task("reconcile_with_chartmogul").pool == "chartmogul_api"
+
+
+def test_reconcile_dag_file_parses_without_heavy_imports():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, runpy; runpy.run_path(sys.argv[1]);"
+        "print(','.join(m for m in ('mogulflow.reconcile', 'duckdb') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(REPO / "dags" / "chartmogul_reconcile.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PATH": ""},
+    )
+    assert result.stdout.strip() == "", f"imported at parse time: {result.stdout.strip()}"

@@ -64,3 +64,18 @@ CREATE TABLE IF NOT EXISTS mogulflow_sync_state (
     source_updated_at TIMESTAMP,        -- the source row's updated_at: an older row never overwrites a newer one
     PRIMARY KEY (entity, data_source_uuid, external_id)
 );
+
+-- One row per difference a reconciliation found between the warehouse and ChartMogul
+-- (DAG chartmogul_reconcile, or the nightly DAG's reconcile step): read by the monitoring page.
+CREATE TABLE IF NOT EXISTS mogulflow_reconciliation (
+    run_id           TEXT NOT NULL,     -- the Airflow run that reconciled
+    dag_id           TEXT NOT NULL,     -- the DAG of that run
+    data_source_uuid TEXT NOT NULL,
+    entity           TEXT NOT NULL,     -- lead, plan, trial
+    external_id      TEXT NOT NULL,
+    kind             TEXT NOT NULL,     -- missing (in ChartMogul), extra (in ChartMogul), different
+    field            TEXT,              -- for different: lead_created_at, free_trial_started_at, date, ...
+    warehouse_value  TEXT,              -- timestamps as YYYY-MM-DDTHH:MM:SSZ, numbers as text
+    chartmogul_value TEXT,
+    checked_at       TIMESTAMP NOT NULL
+);

@@ -19,7 +19,14 @@ from mogulflow.defaults import (
     POOL_NAME,
 )
 
-__all__ = ["POOL_NAME", "TASK_RETRIES_ENV", "default_args", "leads_trials_params", "merge_params"]
+__all__ = [
+    "POOL_NAME",
+    "TASK_RETRIES_ENV",
+    "default_args",
+    "leads_trials_params",
+    "merge_params",
+    "reconcile_params",
+]
 
 TASK_RETRIES_ENV = "MOGULFLOW_TASK_RETRIES"
 
@@ -95,6 +102,14 @@ def leads_trials_params() -> dict[str, Param]:
             description="Above this share of rejected rows in an entity (rejected ÷ extracted, duplicates "
             "counted), the run fails before loading that entity.",
         ),
+        "reconcile": Param(
+            False,
+            type="boolean",
+            title="Reconcile",
+            description="After a successful sync, compare the data source in ChartMogul with the warehouse "
+            "and record the differences in mogulflow_reconciliation (as chartmogul_reconcile does; "
+            "nothing is re-sent). Skipped when false.",
+        ),
     }
 
 
@@ -118,5 +133,22 @@ def merge_params() -> dict[str, Param]:
             minimum=0,
             title="Lookup timeout (s)",
             description="How long to keep looking before a conversion counts as failed (retried next run).",
+        ),
+    }
+
+
+def reconcile_params() -> dict[str, Param]:
+    """The trigger form of `chartmogul_reconcile` (the contract's params)."""
+    return {
+        "data_source_name": _data_source_param(
+            "The ChartMogul custom data source chartmogul_leads_trials writes into: the one to reconcile."
+        ),
+        "resend": Param(
+            False,
+            type="boolean",
+            title="Re-send the rows that differ",
+            description="Mark the rows missing from ChartMogul or different there, so that the next "
+            "chartmogul_leads_trials run re-sends them. Extra objects in ChartMogul are only reported. "
+            "Reconciliation itself never writes to ChartMogul.",
         ),
     }

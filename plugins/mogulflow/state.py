@@ -12,7 +12,7 @@ import enum
 import json
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -190,6 +190,47 @@ def mark_waiting(
     if entries:
         save_state(warehouse, entries)
     return len(entries)
+
+
+# ---- the resend rule (reconciliation) -----------------------------------------------------------
+
+
+def mark_for_resend(
+    warehouse: Warehouse,
+    entity: Entity,
+    data_source_uuid: str,
+    *,
+    different: Collection[str],
+    missing: Collection[str],
+    run_id: str,
+    at: datetime,
+) -> int:
+    """Make the next sync re-send rows that ChartMogul no longer holds as they were synced.
+
+    A marked entry becomes `failed` without a content hash: the extract re-reads failed rows and
+    the planner re-sends them whole. A row `missing` from ChartMogul also forgets its uuid, so it
+    is created again instead of PATCHed. Only `synced` entries are marked (a merged lead's customer
+    is not ours to rewrite). Returns how many entries were marked.
+    """
+    wanted = set(different) | set(missing)
+    if not wanted:
+        return 0
+    entries = load_state(warehouse, entity, data_source_uuid)
+    marked = [
+        replace(
+            entry,
+            status=SyncStatus.FAILED,
+            content_hash=None,
+            chartmogul_uuid=None if external_id in missing else entry.chartmogul_uuid,
+            run_id=run_id,
+            synced_at=at,
+        )
+        for external_id, entry in entries.items()
+        if external_id in wanted and entry.status is SyncStatus.SYNCED
+    ]
+    if marked:
+        save_state(warehouse, marked)
+    return len(marked)
 
 
 # ---- first contact ------------------------------------------------------------------------------
