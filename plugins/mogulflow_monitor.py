@@ -27,7 +27,7 @@ class LazyMonitorApp:
         if self._app is None:
             from mogulflow.monitor.app import create_app
 
-            self._app = create_app(url_prefix=URL_PREFIX)
+            self._app = create_app(url_prefix=URL_PREFIX, ui_path=f"plugin/{VIEW_ROUTE}")
         await self._app(scope, receive, send)
 
 

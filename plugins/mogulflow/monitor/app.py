@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -58,8 +59,9 @@ _templates = Environment(
 )
 
 
-def create_app(*, url_prefix: str) -> FastAPI:
-    """The app the plugin mounts at `url_prefix` on Airflow's API server."""
+def create_app(*, url_prefix: str, ui_path: str) -> FastAPI:
+    """The app the plugin mounts at `url_prefix` on Airflow's API server; the UI shows it (in an
+    iframe) at `ui_path` under Airflow's base URL, where a new login leads back to."""
     app = FastAPI(
         title="mogulflow monitor",
         # Every route, the assets and the CSV included, needs read access to both DAGs' runs.
@@ -73,6 +75,7 @@ def create_app(*, url_prefix: str) -> FastAPI:
         openapi_url=None,
     )
     app.state.url_prefix = url_prefix
+    app.state.ui_path = ui_path.strip("/")
     app.add_exception_handler(StarletteHTTPException, _explain_refusal)
 
     @app.get("/", response_class=HTMLResponse)
@@ -248,10 +251,13 @@ def _render_page(request: Request, context: dict[str, Any]) -> str:
 
 def _render_refusal(request: Request, *, status_code: int, signed_in: bool) -> str:
     airflow_root = _airflow_root(request)
-    page_in_ui = f"{airflow_root}/plugin/mogulflow"
+    page_in_ui = f"{airflow_root}/{request.app.state.ui_path}"
     login_url = f"{airflow_root}/auth/login?{urlencode({'next': page_in_ui})}"
     return _templates.get_template("refusal.html").render(
-        status_code=status_code, signed_in=signed_in, login_url=login_url, app_root=_app_root(request)
+        status_code=status_code,
+        signed_in=signed_in,
+        had_session=COOKIE_NAME_JWT_TOKEN in request.cookies,
+        login_url=login_url,
     )
 
 
