@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-import duckdb
 import pytest
 from repo_paths import REPO
 
@@ -83,16 +82,30 @@ def _run(run_id, dag_id, started, finished, outcome, counts, *, window=None) -> 
     )
 
 
-@pytest.fixture
-def warehouse(tmp_path) -> Warehouse:
-    path = tmp_path / "monitor.duckdb"
-    connection = duckdb.connect(str(path))
-    connection.execute((REPO / "include" / "sql" / "schema.sql").read_text())
-    connection.executemany("INSERT INTO leads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", LEADS)
-    connection.executemany("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", TRIALS)
-    connection.executemany("INSERT INTO conversions VALUES (?, ?, ?, ?)", CONVERSIONS)
-    connection.close()
-    warehouse = Warehouse.open_duckdb(str(path))
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse(request, tmp_path) -> Warehouse:
+    """The fixture rows in DuckDB, and in a throwaway PostgreSQL database: the same SQL serves both."""
+    if request.param == "duckdb":
+        warehouse = Warehouse.open_duckdb(str(tmp_path / "monitor.duckdb"))
+    else:
+        import psycopg
+
+        dsn = request.getfixturevalue("postgres_database")
+        warehouse = Warehouse(psycopg.connect(**dsn), "postgres")
+    warehouse.execute_script((REPO / "include" / "sql" / "schema.sql").read_text())
+    lead_columns = ("lead_id", "company_name", "email", "country", "state", "city", "zip",
+                    "lead_created_at", "free_trial_started_at", "updated_at")  # fmt: skip
+    trial_columns = ("trial_id", "lead_id", "plan_id", "subscription_id", "started_at", "ends_at",
+                     "amount_in_cents", "currency", "quantity", "updated_at")  # fmt: skip
+    conversion_columns = (
+        "lead_id",
+        "billing_data_source_uuid",
+        "billing_customer_external_id",
+        "converted_at",
+    )
+    warehouse.insert_rows("leads", lead_columns, LEADS)
+    warehouse.insert_rows("trials", trial_columns, TRIALS)
+    warehouse.insert_rows("conversions", conversion_columns, CONVERSIONS)
     ensure_tables(warehouse)
     leads_counts = {
         Entity.LEAD: EntityCounts(extracted=5, created=3, unchanged=1, rejected=1),
