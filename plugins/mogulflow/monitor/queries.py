@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
@@ -252,7 +252,6 @@ class Overview:
     funnel: Funnel
     reconciliation: Reconciliation
     has_runs_table: bool = True
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 # ---- queries ------------------------------------------------------------------------------------
@@ -700,8 +699,9 @@ def _runs_that_saw(
     updated = [row.get("updated_at") for row in source_rows.values() if row.get("updated_at")]
     if updated:
         params["updated_at"] = max(updated)
+        params["leads_trials_dag"] = LEADS_TRIALS_DAG_ID
         seen.append(
-            f"(u.dag_id = '{LEADS_TRIALS_DAG_ID}' AND ((u.full_refresh AND u.started_at >= :updated_at) "
+            "(u.dag_id = :leads_trials_dag AND ((u.full_refresh AND u.started_at >= :updated_at) "
             "OR (u.window_start <= :updated_at AND :updated_at < u.window_end)))"
         )
     if not seen:
@@ -716,7 +716,7 @@ def _runs_that_saw(
         params,
     )
     reasons = _reject_reasons(warehouse, source_id)
-    state_by_run = {(s.run_id): s for s in states}
+    state_by_run = {s.run_id: s for s in states}
     verdicts = []
     for row in frame.itertuples(index=False):
         run_id, dag_id = str(row.run_id), str(row.dag_id)
