@@ -14,6 +14,7 @@ from airflow.plugins_manager import AirflowPlugin
 
 URL_PREFIX = "/mogulflow"  # not /plugin or /static: plugin mounts win over the UI's own routes
 VIEW_ROUTE = "mogulflow"  # the UI shows the page at /plugin/mogulflow
+DAG_TAB_ROUTE = "mogulflow-runs"  # and as a tab at /dags/<dag_id>/plugin/mogulflow-runs
 
 
 class LazyMonitorApp:
@@ -46,5 +47,13 @@ class MogulflowMonitorPlugin(AirflowPlugin):
             "url_route": VIEW_ROUTE,
             "destination": "nav",
             "category": "browse",
-        }
+        },
+        {
+            # A tab on every DAG's page (Airflow 3.3 cannot limit it to some DAGs): on mogulflow's two
+            # DAGs it shows their runs; elsewhere the page says it has nothing for that DAG.
+            "name": "mogulflow",
+            "href": f"{URL_PREFIX.lstrip('/')}/?dag_id={{DAG_ID}}",
+            "url_route": DAG_TAB_ROUTE,
+            "destination": "dag",
+        },
     ]

@@ -218,7 +218,9 @@ def test_plugin_is_listed_by_the_api_server(server: Server):
 
     plugin = next(p for p in response.json()["plugins"] if "mogulflow" in p["name"])
     assert [app["url_prefix"] for app in plugin["fastapi_apps"]] == ["/mogulflow"]
-    assert plugin["external_views"][0]["url_route"] == "mogulflow"
+    views = {view["destination"]: view for view in plugin["external_views"]}
+    assert (views["nav"]["url_route"], views["nav"]["category"]) == ("mogulflow", "browse")
+    assert views["dag"]["href"] == "mogulflow/?dag_id={DAG_ID}"
 
 
 @pytest.mark.slow

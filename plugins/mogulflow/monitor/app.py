@@ -89,7 +89,10 @@ def create_app(*, url_prefix: str, ui_path: str) -> FastAPI:
         lookup: str = "",
     ) -> HTMLResponse:
         period = _period(since, until)
+        other_dag = dag_id if dag_id and dag_id not in MONITORED_DAG_IDS else ""
+        dag_id = "" if other_dag else dag_id
         context: dict[str, Any] = {
+            "other_dag": other_dag,
             "period": period,
             "grain": grain,
             "grains": GRAINS,
@@ -142,7 +145,8 @@ def create_app(*, url_prefix: str, ui_path: str) -> FastAPI:
         since: date | None = None, until: date | None = None, data_source: str = ""
     ) -> StreamingResponse:
         period = _period(since, until)
-        name = f"mogulflow_rejects_{period.since.isoformat()}_{period.until.isoformat()}.csv"
+        last_day = date.fromordinal(period.until.toordinal() - 1)
+        name = f"mogulflow_rejects_{period.since.isoformat()}_{last_day.isoformat()}.csv"
         return StreamingResponse(
             _csv_lines(period, data_source or None),
             media_type="text/csv; charset=utf-8",
