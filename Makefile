@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 AIRFLOW_STAMP := var/airflow/.initialised
 
-.PHONY: install run test test-fast lint format bench clean
+.PHONY: install run test test-fast lint format bench clean browser
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,14 @@ install: $(STAMP) $(AIRFLOW_STAMP)
 run: install
 	bash scripts/run_demo.sh
 
-test: install lint
+test: install lint browser
 	$(BIN)/pytest -q
+
+# The monitoring page's end-to-end test drives Debian's Chromium with Playwright (no browser download).
+browser:
+	@test -x /usr/bin/chromium || { \
+		test "$$(id -u)" = 0 || { echo "/usr/bin/chromium is missing: run (as root) apt-get install chromium fonts-liberation"; exit 1; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; }
 
 test-fast: install
 	$(BIN)/pytest -q -m "not slow"

@@ -30,8 +30,12 @@ DUCKDB_LOCK_WAIT_ENV = "MOGULFLOW_DUCKDB_LOCK_WAIT_SECONDS"
 DEFAULT_DUCKDB_LOCK_WAIT_SECONDS = 600.0
 
 
-def open_warehouse(conn_id: str = WAREHOUSE_CONN_ID) -> Warehouse:
-    """Open the warehouse named by an Airflow connection of type duckdb or postgres."""
+def open_warehouse(conn_id: str = WAREHOUSE_CONN_ID, *, lock_wait_seconds: float | None = None) -> Warehouse:
+    """Open the warehouse named by an Airflow connection of type duckdb or postgres.
+
+    `lock_wait_seconds`: how long to wait for a DuckDB file another process is writing (default: the
+    environment's `MOGULFLOW_DUCKDB_LOCK_WAIT_SECONDS`, else 600 s; a web page wants far less).
+    """
     from airflow.sdk import BaseHook
 
     connection = BaseHook.get_connection(conn_id)
@@ -43,15 +47,16 @@ def open_warehouse(conn_id: str = WAREHOUSE_CONN_ID) -> Warehouse:
         )
     hook: Any = connection.get_hook()
     if dialect == "duckdb":
-        return Warehouse(_wait_for_duckdb_lock(hook.get_conn), dialect)
+        return Warehouse(_wait_for_duckdb_lock(hook.get_conn, lock_wait_seconds), dialect)
     return Warehouse(hook.get_conn(), dialect)
 
 
-def _wait_for_duckdb_lock(connect: Any) -> Any:
+def _wait_for_duckdb_lock(connect: Any, budget: float | None = None) -> Any:
     """Open a DuckDB connection, waiting while another process holds the file's lock."""
     import duckdb
 
-    budget = float(os.environ.get(DUCKDB_LOCK_WAIT_ENV) or DEFAULT_DUCKDB_LOCK_WAIT_SECONDS)
+    if budget is None:
+        budget = float(os.environ.get(DUCKDB_LOCK_WAIT_ENV) or DEFAULT_DUCKDB_LOCK_WAIT_SECONDS)
     deadline = time.monotonic() + budget
     pause = 0.5
     while True:
