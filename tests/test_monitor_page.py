@@ -41,7 +41,12 @@ CHROMIUM_ARGS = [
 ]
 PASSWORDS = {"admin": "admin-password-e2e", "outsider": "outsider-password-e2e"}
 OUTSIDER = "outsider"
-SCREENSHOT = REPO / "docs" / "monitoring.png"
+# The test's screenshot goes to var/ (git-ignored); MOGULFLOW_UPDATE_SCREENSHOT=1 refreshes the README's copy.
+SCREENSHOT = (
+    REPO / "docs" / "monitoring.png"
+    if os.environ.get("MOGULFLOW_UPDATE_SCREENSHOT") == "1"
+    else REPO / "var" / "monitoring.png"
+)
 SINCE = "2025-01-01"
 MERGE_DAG = "chartmogul_merge_converted_leads"
 SERVER_START_TIMEOUT = 180.0
@@ -356,6 +361,7 @@ def test_the_page_in_the_airflow_ui_shows_runs_rejects_and_charts(
             _check_rejects(inner, synced_warehouse)
             _check_charts(inner, synced_warehouse, until)
             assert "No reconciliation yet" in inner.locator("#reconciliation").inner_text()
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT))
 
             _check_lookup(frame, page, synced_warehouse)
