@@ -120,10 +120,13 @@ def as_sent(sql: str, params: Any, dialect: Dialect) -> str:
 
 
 def parse(sql: str, dialect: Dialect) -> exp.Expression:
-    """sqlglot's reading of one statement in the dialect; fails the test on any parse error."""
+    """sqlglot's reading of one statement in the dialect; fails the test on any parse error or
+    function the dialect does not have."""
     statements = sqlglot.parse(sql, read=dialect.sqlglot_name, error_level=sqlglot.ErrorLevel.RAISE)
     assert len(statements) == 1, sql
     assert statements[0] is not None
+    # every function is one sqlglot knows in this dialect (an unknown one reads as Anonymous)
+    assert [f.sql() for f in statements[0].find_all(exp.Anonymous)] == [], sql
     return statements[0]
 
 
@@ -371,3 +374,13 @@ def test_sql_without_placeholders_is_sent_as_written():
 def test_a_missing_value_names_the_placeholder():
     with pytest.raises(KeyError, match=":window_end"):
         bind("SELECT :window_end", {"window_start": 1}, "redshift")
+
+
+@pytest.mark.parametrize("dialect_name", RECORDED_DIALECTS)
+def test_column_names_ask_the_dialects_catalog(dialect_name):
+    dialect = DIALECTS[dialect_name]
+    [sent] = sent_by(dialect, lambda w: w.column_names("leads"))
+    parsed = parse(sent, dialect)
+    [catalog] = [t.sql(dialect.sqlglot_name).lower().replace("`", "") for t in parsed.find_all(exp.Table)]
+    assert "information_schema.columns" in catalog
+    assert "'leads'" in sent.lower()

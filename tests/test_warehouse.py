@@ -163,3 +163,9 @@ def test_a_postgres_connection_opens_through_its_hook(monkeypatch, postgres_data
         assert warehouse.scalar("SELECT :answer + 1 AS answer", {"answer": 41}) == 42
     finally:
         warehouse.close()
+
+
+def test_column_names_lists_a_tables_columns_or_nothing(warehouse):
+    assert warehouse.column_names("mogulflow_test_parts") == set()
+    warehouse.execute_script(PARTS_TABLE)
+    assert warehouse.column_names("mogulflow_test_parts") == set(COLUMNS)

@@ -80,6 +80,8 @@ class Dialect:
     column_types: Mapping[ColumnKind, str]  # the warehouse's own type for each neutral kind
     # counts the named table in the connection's current schema; `{schema}` = Warehouse.schema
     table_exists_sql: str
+    # the named table's column names (same scope)
+    columns_sql: str
     primary_key_suffix: str = ""  # BigQuery accepts primary keys only as NOT ENFORCED
     # rows per statement for multi_row inserts and merges (also capped by MAX_PARAMS_PER_STATEMENT)
     rows_per_statement: int = 500
@@ -105,6 +107,10 @@ _CURRENT_SCHEMA_TABLES = (
     "SELECT count(*) FROM information_schema.tables "
     "WHERE table_schema = current_schema() AND table_name = :table"
 )
+_CURRENT_SCHEMA_COLUMNS = (
+    "SELECT column_name FROM information_schema.columns "
+    "WHERE table_schema = current_schema() AND table_name = :table"
+)
 
 DUCKDB = Dialect(
     name="duckdb",
@@ -122,6 +128,7 @@ DUCKDB = Dialect(
         ColumnKind.BINARY: "BLOB",
     },
     table_exists_sql=_CURRENT_SCHEMA_TABLES,
+    columns_sql=_CURRENT_SCHEMA_COLUMNS,
 )
 POSTGRES = Dialect(
     name="postgres",
@@ -139,6 +146,7 @@ POSTGRES = Dialect(
         ColumnKind.BINARY: "BYTEA",
     },
     table_exists_sql=_CURRENT_SCHEMA_TABLES,
+    columns_sql=_CURRENT_SCHEMA_COLUMNS,
 )
 SNOWFLAKE = Dialect(
     name="snowflake",
@@ -157,6 +165,10 @@ SNOWFLAKE = Dialect(
     },
     table_exists_sql=(
         "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = CURRENT_SCHEMA() AND table_name = UPPER(:table)"
+    ),
+    columns_sql=(
+        "SELECT column_name FROM information_schema.columns "
         "WHERE table_schema = CURRENT_SCHEMA() AND table_name = UPPER(:table)"
     ),
     lower_case_result_names=True,
@@ -179,6 +191,7 @@ BIGQUERY = Dialect(
     },
     # INFORMATION_SCHEMA must be qualified with the dataset
     table_exists_sql="SELECT count(*) FROM `{schema}`.INFORMATION_SCHEMA.TABLES WHERE table_name = :table",
+    columns_sql="SELECT column_name FROM `{schema}`.INFORMATION_SCHEMA.COLUMNS WHERE table_name = :table",
     primary_key_suffix=" NOT ENFORCED",
     rows_per_statement=200,  # each statement is a job: few, but within the 1 MB query-text limit
     formats_values_into_text=True,
@@ -200,6 +213,7 @@ REDSHIFT = Dialect(
         ColumnKind.BINARY: "VARBYTE(1024000)",  # Redshift's largest
     },
     table_exists_sql=_CURRENT_SCHEMA_TABLES,
+    columns_sql=_CURRENT_SCHEMA_COLUMNS,
 )
 
 DIALECTS: Mapping[str, Dialect] = {d.name: d for d in (DUCKDB, POSTGRES, SNOWFLAKE, BIGQUERY, REDSHIFT)}

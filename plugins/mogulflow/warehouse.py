@@ -210,15 +210,23 @@ class Warehouse:
 
     def table_exists(self, table: str) -> bool:
         """Whether a table of that name exists in the connection's current schema (or dataset)."""
-        sql = self.dialect.table_exists_sql
-        if "{schema}" in sql:
-            if not self.schema:
-                raise SetupError(
-                    f"the {self.dialect.name} warehouse has no default dataset: set it in the connection "
-                    "(docs/warehouses.md)"
-                )
-            sql = sql.format(schema=self.schema)
-        return bool(self.scalar(sql, {"table": table}))
+        return bool(self.scalar(self._catalog_sql(self.dialect.table_exists_sql), {"table": table}))
+
+    def column_names(self, table: str) -> set[str]:
+        """The lower-case column names of a table in the current schema (empty: no such table)."""
+        frame = self.query_frame(self._catalog_sql(self.dialect.columns_sql), {"table": table})
+        return {str(name).lower() for name in frame.iloc[:, 0]} if not frame.empty else set()
+
+    def _catalog_sql(self, sql: str) -> str:
+        """A catalog query scoped to this connection's schema (BigQuery: qualified by the dataset)."""
+        if "{schema}" not in sql:
+            return sql
+        if not self.schema:
+            raise SetupError(
+                f"the {self.dialect.name} warehouse has no default dataset: set it in the connection "
+                "(docs/warehouses.md)"
+            )
+        return sql.format(schema=self.schema)
 
     def upsert_rows(
         self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], key: Sequence[str]
