@@ -4,6 +4,7 @@ and the `chartmogul_api` pool. The pipeline steps themselves never import Airflo
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
@@ -60,25 +61,19 @@ def _sql_hook(conn_id: str, connection: Any, dialect: Dialect) -> Any:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
     try:
-        if dialect is BIGQUERY:
-            # A google_cloud_platform connection's own hook is not a SQL hook: BigQuery's is.
-            from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
+        importlib.metadata.distribution(dialect.provider)
+    except importlib.metadata.PackageNotFoundError:
+        raise SetupError(
+            f"connection {conn_id!r} is a {dialect.name} warehouse but its Airflow provider is not "
+            f"installed: pip install {dialect.provider} (docs/warehouses.md)"
+        ) from None
+    if dialect is BIGQUERY:
+        # A google_cloud_platform connection's own hook is not a SQL hook: BigQuery's is.
+        from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
 
-            hook: Any = BigQueryHook(gcp_conn_id=conn_id, use_legacy_sql=False)
-        else:
-            hook = connection.get_hook()
-    except ImportError as error:
-        raise SetupError(
-            f"connection {conn_id!r} is a {dialect.name} warehouse but its Airflow provider is not "
-            f"installed: pip install {dialect.provider} ({error})"
-        ) from error
-    except Exception as error:
-        if "unknown hook type" not in str(error).lower():
-            raise
-        raise SetupError(
-            f"connection {conn_id!r} is a {dialect.name} warehouse but its Airflow provider is not "
-            f"installed: pip install {dialect.provider}"
-        ) from error
+        hook: Any = BigQueryHook(gcp_conn_id=conn_id, use_legacy_sql=False)
+    else:
+        hook = connection.get_hook()
     if not isinstance(hook, DbApiHook):
         raise SetupError(
             f"connection {conn_id!r} of type {connection.conn_type!r} gives {type(hook).__name__}, "

@@ -13,10 +13,11 @@ import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from functools import cache
+from typing import TYPE_CHECKING, Literal
 
-import sqlglot
-from sqlglot import exp
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 # How the DB-API driver wants values bound (PEP 249 `paramstyle`), as each provider's hook returns it:
 #   qmark     `?` with a sequence            duckdb
@@ -51,20 +52,27 @@ class ColumnKind(StrEnum):
     BINARY = "BLOB"  # bytes (e.g. Parquet parts); BYTEA and VARBINARY read the same
 
 
-_T = exp.DataType.Type
-# sqlglot's reading of a declared type → its neutral kind (aliases included: VARCHAR is TEXT, ...).
-_KIND_OF_PARSED_TYPE: Mapping[exp.DataType.Type, ColumnKind] = {
-    _T.TEXT: ColumnKind.TEXT,
-    _T.VARCHAR: ColumnKind.TEXT,
-    _T.TIMESTAMP: ColumnKind.TIMESTAMP,
-    _T.TIMESTAMPNTZ: ColumnKind.TIMESTAMP,
-    _T.BOOLEAN: ColumnKind.BOOLEAN,
-    _T.BIGINT: ColumnKind.BIGINT,
-    _T.INT: ColumnKind.INTEGER,
-    _T.VARBINARY: ColumnKind.BINARY,
-    _T.BINARY: ColumnKind.BINARY,
-    _T.BLOB: ColumnKind.BINARY,
-}
+@cache
+def _kind_of_parsed_type() -> dict[exp.DataType.Type, ColumnKind]:
+    """sqlglot's reading of a declared type → its neutral kind (aliases: VARCHAR is TEXT, ...).
+
+    sqlglot is imported only here and below: it takes a second to import, and only the tasks that
+    create tables or merge rows need it."""
+    from sqlglot import exp
+
+    parsed = exp.DataType.Type
+    return {
+        parsed.TEXT: ColumnKind.TEXT,
+        parsed.VARCHAR: ColumnKind.TEXT,
+        parsed.TIMESTAMP: ColumnKind.TIMESTAMP,
+        parsed.TIMESTAMPNTZ: ColumnKind.TIMESTAMP,
+        parsed.BOOLEAN: ColumnKind.BOOLEAN,
+        parsed.BIGINT: ColumnKind.BIGINT,
+        parsed.INT: ColumnKind.INTEGER,
+        parsed.VARBINARY: ColumnKind.BINARY,
+        parsed.BINARY: ColumnKind.BINARY,
+        parsed.BLOB: ColumnKind.BINARY,
+    }
 
 
 @dataclass(frozen=True)
@@ -268,6 +276,9 @@ class DeclaredTable:
 
 def declared_tables(sql: str) -> dict[str, DeclaredTable]:
     """Every CREATE TABLE of a neutral SQL script, by table name, in file order."""
+    import sqlglot
+    from sqlglot import exp
+
     tables = {}
     for statement in sqlglot.parse(sql, read=NEUTRAL_DIALECT):
         if isinstance(statement, exp.Create) and statement.kind == "TABLE":
@@ -286,6 +297,9 @@ def render_create_table(statement: str, dialect: Dialect) -> str:
 
     Raises ValueError naming the column when its type or constraint has no rendering.
     """
+    import sqlglot
+    from sqlglot import exp
+
     parsed = sqlglot.parse_one(statement, read=NEUTRAL_DIALECT)
     if not (isinstance(parsed, exp.Create) and parsed.kind == "TABLE"):
         raise ValueError(f"not a CREATE TABLE statement: {statement[:60]!r}")
@@ -323,6 +337,8 @@ def split_statements(sql: str) -> list[str]:
 
 
 def _declared_table(create: exp.Create) -> DeclaredTable:
+    from sqlglot import exp
+
     schema = create.this
     name = schema.this.name
     columns = []
@@ -340,8 +356,9 @@ def _declared_table(create: exp.Create) -> DeclaredTable:
 
 
 def _declared_column(table: str, column: exp.ColumnDef) -> DeclaredColumn:
-    parsed_type = column.args["kind"].this
-    kind = _KIND_OF_PARSED_TYPE.get(parsed_type)
+    from sqlglot import exp
+
+    kind = _kind_of_parsed_type().get(column.args["kind"].this)
     if kind is None:
         raise ValueError(
             f"table {table}, column {column.name}: type {column.args['kind'].sql()} has no rendering "
