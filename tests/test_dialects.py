@@ -206,8 +206,16 @@ def test_a_binary_column_becomes_each_dialects_bytes_type():
 
 
 def test_a_type_without_a_rendering_names_the_column():
-    with pytest.raises(ValueError, match=r"column ratio: type .* has no rendering"):
-        render_create_table("CREATE TABLE t (ratio DOUBLE PRECISION)", SNOWFLAKE)
+    with pytest.raises(ValueError, match=r"column payload: type JSONB has no rendering"):
+        render_create_table("CREATE TABLE t (payload JSONB)", SNOWFLAKE)
+
+
+@pytest.mark.parametrize("dialect_name", ALL_DIALECTS)
+def test_every_neutral_type_has_a_rendering_in_every_dialect(dialect_name):
+    dialect = DIALECTS[dialect_name]
+    assert set(dialect.column_types) == set(ColumnKind)
+    columns = ", ".join(f"c_{kind.name.lower()} {kind.value}" for kind in ColumnKind)
+    parse(render_create_table(f"CREATE TABLE t ({columns})", dialect), dialect)
 
 
 # --- statements mogulflow sends -----------------------------------------------------------------

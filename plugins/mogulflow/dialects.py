@@ -3,8 +3,8 @@
 One `Dialect` per warehouse: the Airflow connection types that name it, the provider to install, the
 DB-API driver's parameter style, how rows are inserted and upserted, and the warehouse's own name for
 each column type. mogulflow's tables are declared once, in `include/sql/mogulflow_tables.sql`, with
-neutral types (TEXT, TIMESTAMP, BOOLEAN, BIGINT, INTEGER, BLOB); `render_create_table` turns each
-CREATE TABLE of that file (whoever added it) into the dialect's own DDL.
+neutral types (TEXT, TIMESTAMP, BOOLEAN, BIGINT, INTEGER, DOUBLE, DATE, BLOB); `render_create_table`
+turns each CREATE TABLE of that file (whoever added it) into the dialect's own DDL.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ class ColumnKind(StrEnum):
     BOOLEAN = "BOOLEAN"
     BIGINT = "BIGINT"
     INTEGER = "INTEGER"
+    DOUBLE = "DOUBLE"
+    DATE = "DATE"
     BINARY = "BLOB"  # bytes (e.g. Parquet parts); BYTEA and VARBINARY read the same
 
 
@@ -69,6 +71,10 @@ def _kind_of_parsed_type() -> dict[exp.DataType.Type, ColumnKind]:
         parsed.BOOLEAN: ColumnKind.BOOLEAN,
         parsed.BIGINT: ColumnKind.BIGINT,
         parsed.INT: ColumnKind.INTEGER,
+        parsed.SMALLINT: ColumnKind.INTEGER,
+        parsed.DOUBLE: ColumnKind.DOUBLE,
+        parsed.FLOAT: ColumnKind.DOUBLE,
+        parsed.DATE: ColumnKind.DATE,
         parsed.VARBINARY: ColumnKind.BINARY,
         parsed.BINARY: ColumnKind.BINARY,
         parsed.BLOB: ColumnKind.BINARY,
@@ -133,6 +139,8 @@ DUCKDB = Dialect(
         ColumnKind.BOOLEAN: "BOOLEAN",
         ColumnKind.BIGINT: "BIGINT",
         ColumnKind.INTEGER: "INTEGER",
+        ColumnKind.DOUBLE: "DOUBLE",
+        ColumnKind.DATE: "DATE",
         ColumnKind.BINARY: "BLOB",
     },
     table_exists_sql=_CURRENT_SCHEMA_TABLES,
@@ -151,6 +159,8 @@ POSTGRES = Dialect(
         ColumnKind.BOOLEAN: "BOOLEAN",
         ColumnKind.BIGINT: "BIGINT",
         ColumnKind.INTEGER: "INTEGER",
+        ColumnKind.DOUBLE: "DOUBLE PRECISION",
+        ColumnKind.DATE: "DATE",
         ColumnKind.BINARY: "BYTEA",
     },
     table_exists_sql=_CURRENT_SCHEMA_TABLES,
@@ -169,6 +179,8 @@ SNOWFLAKE = Dialect(
         ColumnKind.BOOLEAN: "BOOLEAN",
         ColumnKind.BIGINT: "NUMBER(38, 0)",
         ColumnKind.INTEGER: "NUMBER(38, 0)",
+        ColumnKind.DOUBLE: "FLOAT",
+        ColumnKind.DATE: "DATE",
         ColumnKind.BINARY: "BINARY",
     },
     table_exists_sql=(
@@ -184,7 +196,7 @@ SNOWFLAKE = Dialect(
 )
 BIGQUERY = Dialect(
     name="bigquery",
-    conn_types=("google_cloud_platform", "gcpbigquery", "bigquery"),
+    conn_types=("google_cloud_platform", "gcpbigquery"),
     provider="apache-airflow-providers-google",
     paramstyle="pyformat",  # Airflow's BigQueryCursor: `operation % {name: literal}`
     insert_style="multi_row",
@@ -195,6 +207,8 @@ BIGQUERY = Dialect(
         ColumnKind.BOOLEAN: "BOOL",
         ColumnKind.BIGINT: "INT64",
         ColumnKind.INTEGER: "INT64",
+        ColumnKind.DOUBLE: "FLOAT64",
+        ColumnKind.DATE: "DATE",
         ColumnKind.BINARY: "BYTES",
     },
     # INFORMATION_SCHEMA must be qualified with the dataset
@@ -218,6 +232,8 @@ REDSHIFT = Dialect(
         ColumnKind.BOOLEAN: "BOOLEAN",
         ColumnKind.BIGINT: "BIGINT",
         ColumnKind.INTEGER: "INTEGER",
+        ColumnKind.DOUBLE: "DOUBLE PRECISION",
+        ColumnKind.DATE: "DATE",
         ColumnKind.BINARY: "VARBYTE(1024000)",  # Redshift's largest
     },
     table_exists_sql=_CURRENT_SCHEMA_TABLES,

@@ -139,8 +139,8 @@ class Warehouse:
     def execute_script(self, sql: str) -> None:
         """Run several `;`-separated statements without parameters, then commit.
 
-        A CREATE TABLE written with neutral types (TEXT, TIMESTAMP, BOOLEAN, BIGINT, INTEGER, BLOB)
-        runs in this dialect's own types.
+        A CREATE TABLE written with neutral types (TEXT, TIMESTAMP, BOOLEAN, BIGINT, INTEGER, DOUBLE,
+        DATE, BLOB) runs in this dialect's own types.
         """
         with self._cursor() as cursor:
             for statement in split_statements(sql):
@@ -180,7 +180,7 @@ class Warehouse:
                 if not rows and not first:
                     break
                 first = False
-                frame = pd.DataFrame.from_records([tuple(row) for row in rows], columns=columns)
+                frame = pd.DataFrame.from_records(rows, columns=columns)
                 if self.dialect.formats_values_into_text:
                     frame = _typed_bigquery_frame(frame, description)
                 yield frame
@@ -252,14 +252,15 @@ class Warehouse:
                     _run(cursor, bind(merge, params, self.dialect))
             self.connection.commit()
         else:  # merge_from_temp_table: Redshift
+            source = UPSERT_SOURCE_TABLE
+            column_list = ", ".join(columns)
             with self._cursor() as cursor:
-                cursor.execute(f"CREATE TEMP TABLE {UPSERT_SOURCE_TABLE} (LIKE {table})")
+                # the target's column types, without its NOT NULLs: rows may carry only some columns
+                cursor.execute(f"CREATE TEMP TABLE {source} AS SELECT {column_list} FROM {table} WHERE 1 = 0")
                 for batch in self._batches(columns, rows):
-                    _run(
-                        cursor, self._multi_row_insert(UPSERT_SOURCE_TABLE, columns, batch, casts_from=table)
-                    )
-                cursor.execute(merge_sql(table, columns, key, source=UPSERT_SOURCE_TABLE, target_alias=None))
-                cursor.execute(f"DROP TABLE {UPSERT_SOURCE_TABLE}")
+                    _run(cursor, self._multi_row_insert(source, columns, batch, casts_from=table))
+                cursor.execute(merge_sql(table, columns, key, source=source, target_alias=None))
+                cursor.execute(f"DROP TABLE {source}")
             self.connection.commit()
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
