@@ -1,4 +1,7 @@
--- mogulflow's own tables, created in the warehouse if missing (DuckDB and PostgreSQL).
+-- mogulflow's own tables, created in the warehouse if missing. Written once, with neutral types
+-- (TEXT, TIMESTAMP, BOOLEAN, BIGINT, INTEGER, DOUBLE, DATE, BLOB; NOT NULL, DEFAULT, a table-level
+-- PRIMARY KEY): each CREATE TABLE runs in the warehouse's own types (mogulflow.dialects; see them
+-- with `python -m mogulflow.dialects snowflake`).
 
 CREATE TABLE IF NOT EXISTS mogulflow_rejects (
     run_id      TEXT NOT NULL,

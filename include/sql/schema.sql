@@ -1,5 +1,6 @@
 -- The source tables mogulflow reads (CONTRACT.md, "Source tables"), as the sample warehouse builds
--- them. DuckDB and PostgreSQL. Timestamps hold UTC. No NOT NULL or keys on purpose: the sample
+-- them (neutral types: `python -m mogulflow.dialects bigquery --file schema.sql` shows them in a
+-- warehouse's own). Timestamps hold UTC. No NOT NULL or keys on purpose: the sample
 -- carries rows that break the validation rules (missing ids, duplicates), as real extracts do.
 -- `python -m mogulflow.sample_data` drops these tables first and then runs this file.
 

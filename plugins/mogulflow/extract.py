@@ -45,7 +45,9 @@ def iter_entity_chunks(
 ) -> Iterator[pd.DataFrame]:
     """Stream one entity's rows for `window` in chunks (at least one, possibly empty, frame)."""
     yield from warehouse.iter_frames(
-        read_sql(TEMPLATES[entity]), window_params(window, data_source_uuid), chunk_rows=chunk_rows
+        read_sql(TEMPLATES[entity], warehouse.dialect.name),
+        window_params(window, data_source_uuid),
+        chunk_rows=chunk_rows,
     )
 
 
