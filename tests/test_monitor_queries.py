@@ -275,15 +275,11 @@ def test_daily_funnel_has_every_day_of_the_period(warehouse):
     assert funnel.totals.leads == 4
 
 
-def test_no_reconciliation_until_its_table_exists(warehouse):
+def test_no_reconciliation_until_one_has_run(warehouse):
     assert queries.latest_reconciliation(warehouse) == queries.Reconciliation(available=False)
 
 
 def test_reconciliation_shows_the_latest_run_by_kind_with_examples(warehouse):
-    warehouse.execute(
-        "CREATE TABLE mogulflow_reconciliation (run_id TEXT, dag_id TEXT, data_source_uuid TEXT, entity TEXT, "
-        "external_id TEXT, kind TEXT, field TEXT, warehouse_value TEXT, chartmogul_value TEXT, checked_at TIMESTAMP)"
-    )
     rows = [
         ("old", "ds_1", "lead", "A", "missing", None, T("2025-03-01 00:00")),
         ("new", "ds_1", "lead", "A", "missing", None, T("2025-03-15 00:00")),
@@ -306,6 +302,21 @@ def test_reconciliation_shows_the_latest_run_by_kind_with_examples(warehouse):
         ("lead", "missing", None, 2, ("A", "B")),
         ("trial", "extra", None, 1, ("T7",)),
     ]
+
+
+def test_a_reconciliation_without_drift_shows_as_agreeing_not_as_never_run(warehouse):
+    record_run(
+        warehouse,
+        _run("reconciled", "chartmogul_reconcile", T("2025-03-16 06:00"), T("2025-03-16 06:01"), RunOutcome.SUCCESS,
+             {Entity.LEAD: EntityCounts(extracted=4, unchanged=4)}),
+        details={},
+        data_source=("Leads", "ds_1"),
+    )  # fmt: skip
+
+    found = queries.latest_reconciliation(warehouse, data_source_uuid="ds_1")
+
+    assert (found.available, found.run_id, found.total, found.groups) == (True, "reconciled", 0, ())
+    assert not queries.latest_reconciliation(warehouse, data_source_uuid="ds_2").available
 
 
 def test_lookup_of_a_trial_waiting_for_its_lead(warehouse):

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from mogulflow.reconcile import RECONCILE_DAG_ID
 from mogulflow.record import COUNT_FIELDS, REJECTS_TABLE, RUN_COLUMN_PREFIX, RUNS_TABLE
 from mogulflow.state import STATE_TABLE
 from mogulflow.warehouse import Warehouse
@@ -534,13 +535,18 @@ def latest_reconciliation(warehouse: Warehouse, *, data_source_uuid: str | None 
     where, params = ("data_source_uuid = :data_source_uuid", {"data_source_uuid": data_source_uuid})
     if not data_source_uuid:
         where, params = "1 = 1", {}
+    # A reconciliation that found no drift writes no difference rows, only its run row: the latest
+    # run is the newer of the two, so "ChartMogul agrees" shows as such, not as "never ran".
     latest = warehouse.query_frame(
-        f"SELECT run_id, max(checked_at) AS checked_at FROM {RECONCILIATION_TABLE} WHERE {where} "
+        f"SELECT run_id, max(checked_at) AS checked_at FROM ("
+        f"SELECT run_id, checked_at FROM {RECONCILIATION_TABLE} WHERE {where} UNION ALL "
+        f"SELECT run_id, finished_at AS checked_at FROM {RUNS_TABLE} "
+        f"WHERE dag_id = :reconcile_dag_id AND {where}) AS checks "
         "GROUP BY run_id ORDER BY checked_at DESC LIMIT 1",
-        params,
+        {**params, "reconcile_dag_id": RECONCILE_DAG_ID},
     )
     if latest.empty:
-        return Reconciliation(available=True)
+        return Reconciliation(available=False)
     run_id = str(latest.iat[0, 0])
     ranked = (
         "WITH ranked AS (SELECT entity, kind, field, external_id, row_number() OVER "
