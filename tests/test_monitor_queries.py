@@ -281,16 +281,16 @@ def test_no_reconciliation_until_one_has_run(warehouse):
 
 def test_reconciliation_shows_the_latest_run_by_kind_with_examples(warehouse):
     rows = [
-        ("old", "ds_1", "lead", "A", "missing", None, T("2025-03-01 00:00")),
-        ("new", "ds_1", "lead", "A", "missing", None, T("2025-03-15 00:00")),
-        ("new", "ds_1", "lead", "B", "missing", None, T("2025-03-15 00:00")),
-        ("new", "ds_1", "lead", "C", "different", "lead_created_at", T("2025-03-15 00:00")),
-        ("new", "ds_1", "trial", "T7", "extra", None, T("2025-03-15 00:00")),
-        ("other", "ds_2", "lead", "Z", "missing", None, T("2025-03-16 00:00")),
+        ("old", "chartmogul_reconcile", "ds_1", "lead", "A", "missing", None, T("2025-03-01 00:00")),
+        ("new", "chartmogul_reconcile", "ds_1", "lead", "A", "missing", None, T("2025-03-15 00:00")),
+        ("new", "chartmogul_reconcile", "ds_1", "lead", "B", "missing", None, T("2025-03-15 00:00")),
+        ("new", "chartmogul_reconcile", "ds_1", "lead", "C", "different", "lead_created_at", T("2025-03-15 00:00")),
+        ("new", "chartmogul_reconcile", "ds_1", "trial", "T7", "extra", None, T("2025-03-15 00:00")),
+        ("other", "chartmogul_reconcile", "ds_2", "lead", "Z", "missing", None, T("2025-03-16 00:00")),
     ]
     warehouse.insert_rows(
         "mogulflow_reconciliation",
-        ("run_id", "data_source_uuid", "entity", "external_id", "kind", "field", "checked_at"),
+        ("run_id", "dag_id", "data_source_uuid", "entity", "external_id", "kind", "field", "checked_at"),
         rows,
     )
 
