@@ -287,7 +287,7 @@ def test_reconciliation_shows_the_latest_run_by_kind_with_examples(warehouse):
         ("new", "chartmogul_reconcile", "ds_1", "lead", "C", "different", "lead_created_at", T("2025-03-15 00:00")),
         ("new", "chartmogul_reconcile", "ds_1", "trial", "T7", "extra", None, T("2025-03-15 00:00")),
         ("other", "chartmogul_reconcile", "ds_2", "lead", "Z", "missing", None, T("2025-03-16 00:00")),
-    ]
+    ]  # fmt: skip
     warehouse.insert_rows(
         "mogulflow_reconciliation",
         ("run_id", "dag_id", "data_source_uuid", "entity", "external_id", "kind", "field", "checked_at"),
