@@ -67,6 +67,13 @@ def test_a_line_says_done_total_share_rate_and_eta(clock, caplog):
     ]
 
 
+def test_rows_done_before_the_load_started_do_not_count_in_the_rate(clock):
+    # 600 unchanged rows are counted up front; 100 rows written in 50 s: 2 rows/s, 300 rows to go
+    progress = ProgressReporter("lead", 1000, logging.getLogger("test.progress"), clock=clock, baseline=600)
+    clock.advance(50)
+    assert "2.0 rows/s, 50s elapsed, ETA 2m30s" in progress.line(700, clock())
+
+
 def test_finish_closes_a_long_load_with_done(clock, caplog):
     caplog.set_level(logging.INFO, logger="test.progress")
     progress = reporter(clock, total=1000)

@@ -25,6 +25,7 @@ from airflow.sdk import get_current_context, task
 from mogulflow.xcom import Json
 
 if TYPE_CHECKING:
+    from mogulflow.account import RunAccount
     from mogulflow.api.client import ChartMogulClient
     from mogulflow.reports import ExtractReport, LoadReport
     from mogulflow.settings import MergeSettings, RunSettings
@@ -189,7 +190,7 @@ def record_run_task(
     return record_run
 
 
-def _leave_account_for_alerts(ti: Any, result: Any) -> None:
+def _leave_account_for_alerts(ti: Any, result: RunAccount) -> None:
     """The run's account in XCom, where the DAG's alerts (`mogulflow.alerts`) read its counts."""
     from mogulflow.alerts import ACCOUNT_XCOM_KEY
     from mogulflow.xcom import to_xcom

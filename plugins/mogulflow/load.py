@@ -188,7 +188,7 @@ def _run_writes(
     aborted: str | None = None
     queue = list(reversed(writes))
     in_flight: dict[Future[list[WriteResult]], Sequence[str]] = {}
-    progress = ProgressReporter(str(tally.entity), tally.planned, log)
+    progress = ProgressReporter(str(tally.entity), tally.planned, log, baseline=tally.done)
 
     def flush(force: bool = False) -> None:
         if force or len(tally.pending) >= checkpoint_rows:

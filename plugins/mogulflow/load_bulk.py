@@ -275,7 +275,7 @@ class _BulkLoad:
 
     def __post_init__(self) -> None:
         main = next(iter(self.tallies.values()))
-        self.progress = ProgressReporter(f"{main.entity} (bulk)", main.planned, log)
+        self.progress = ProgressReporter(f"{main.entity} (bulk)", main.planned, log, baseline=main.done)
 
     def target(self, entity: Entity) -> RowTarget:
         return RowTarget(entity, self.data_source_uuid, self.run_id)

@@ -45,6 +45,8 @@ class ProgressReporter:
     logger: logging.Logger
     every_seconds: float = DEFAULT_PROGRESS_SECONDS
     clock: Clock = time.monotonic
+    # Rows already done when the load starts (unchanged rows counted up front): not part of the rate.
+    baseline: int = 0
     started: float = field(init=False)
     last_logged: float = field(init=False)
     lines: int = field(default=0, init=False)
@@ -69,7 +71,7 @@ class ProgressReporter:
     def line(self, done: int, now: float, detail: str = "") -> str:
         """The progress line for `done` rows at clock time `now`."""
         elapsed = now - self.started
-        rate = done / elapsed if elapsed > 0 else 0.0
+        rate = (done - self.baseline) / elapsed if elapsed > 0 else 0.0
         share = f" ({100 * done / self.total:.1f}%)" if self.total else ""
         if done >= self.total:
             eta = "done"
