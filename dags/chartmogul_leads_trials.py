@@ -8,9 +8,9 @@ from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from mogulflow import dag_tasks
-from mogulflow.alerts import run_alerts
 from mogulflow.dag_defaults import POOL_NAME, default_args, leads_trials_params
 from mogulflow.lineage import CHARTMOGUL_CUSTOMERS, CHARTMOGUL_TRIAL_INVOICES
+from mogulflow.notifications import run_alerts
 
 DOC_MD = """
 # ChartMogul leads and trials
@@ -48,7 +48,7 @@ Writes run in the `chartmogul_api` pool.
     doc_md=DOC_MD,
     tags=["chartmogul", "mogulflow"],
     default_args=default_args(),
-    **run_alerts(),  # failure, too many rejects, not done by the deadline: mogulflow.alerts
+    **run_alerts(),  # failure, too many rejects, not done by the deadline: mogulflow.notifications
 )
 def chartmogul_leads_trials():
     @task(multiple_outputs=False)

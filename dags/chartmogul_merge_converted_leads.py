@@ -11,10 +11,10 @@ from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from mogulflow import dag_tasks
-from mogulflow.alerts import run_alerts
 from mogulflow.dag_defaults import POOL_NAME, default_args, merge_params
 from mogulflow.lineage import CHARTMOGUL_CUSTOMER_MERGES
 from mogulflow.merge_wait import WaitForPayingCustomersOperator
+from mogulflow.notifications import run_alerts
 
 DOC_MD = """
 # Merge converted leads into their paying customers
@@ -66,7 +66,7 @@ Connections: `warehouse_default` (duckdb or postgres) and `chartmogul_default` (
     doc_md=DOC_MD,
     tags=["chartmogul", "mogulflow"],
     default_args=default_args(),
-    **run_alerts(),  # failure, too many rejects, not done by the deadline: mogulflow.alerts
+    **run_alerts(),  # failure, too many rejects, not done by the deadline: mogulflow.notifications
 )
 def chartmogul_merge_converted_leads():
     @task(multiple_outputs=False)

@@ -177,9 +177,9 @@ def record_run_task(
         }
         rules = account.CONVERSIONS if kind == CONVERSIONS else account.LEADS_TRIALS
         result = account.summarize_run(run, rules, extract, loads, task_failures=failures)
+        _leave_account_for_alerts(ti, result)
         with _warehouse() as warehouse:
             account.write_run(warehouse, result, data_source=(run.data_source_name, pulled[data_source_task]))
-        _leave_account_for_alerts(ti, result)
         if result.failed:
             from airflow.sdk.exceptions import AirflowFailException
 
@@ -191,12 +191,12 @@ def record_run_task(
 
 
 def _leave_account_for_alerts(ti: Any, result: RunAccount) -> None:
-    """The run's account in XCom, where the DAG's alerts (`mogulflow.alerts`) read its counts."""
-    from mogulflow.alerts import ACCOUNT_XCOM_KEY
+    """The run's account in XCom, where the DAG's alerts (`mogulflow.notifications`) read its counts;
+    left before writing mogulflow_runs, so that an alert has the counts even if that write fails."""
+    from mogulflow.notifications import ACCOUNT_XCOM_KEY
     from mogulflow.xcom import to_xcom
 
     ti.xcom_push(key=ACCOUNT_XCOM_KEY, value=to_xcom(result))
-    log.info("Run %s ended %s: account in mogulflow_runs.", result.summary.run_id, result.summary.outcome)
 
 
 def _did_not_finish(ti: Any, task_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Alerts: tell the data team when a night went wrong, through Airflow notifiers.
+"""Notifications: alert the data team when a night went wrong, through Airflow notifiers.
 
 Three alerts, one notifier (`RunAlertNotifier`), declared on both DAGs by `run_alerts()`:
 
