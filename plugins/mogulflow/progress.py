@@ -8,6 +8,7 @@ clock is injectable so tests can drive it.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,8 +16,15 @@ from dataclasses import dataclass, field
 # Seconds between two progress lines: a glance at the task log every half minute is enough to see
 # the pace, and a night's load (hours) stays a few hundred lines.
 DEFAULT_PROGRESS_SECONDS = 30.0
+PROGRESS_SECONDS_ENV = "MOGULFLOW_PROGRESS_SECONDS"
 
 Clock = Callable[[], float]
+
+
+def progress_seconds() -> float:
+    """Seconds between progress lines: `$MOGULFLOW_PROGRESS_SECONDS`, else 30."""
+    value = os.environ.get(PROGRESS_SECONDS_ENV, "").strip()
+    return float(value) if value else DEFAULT_PROGRESS_SECONDS
 
 
 def format_duration(seconds: float) -> str:
@@ -43,7 +51,7 @@ class ProgressReporter:
     what: str
     total: int
     logger: logging.Logger
-    every_seconds: float = DEFAULT_PROGRESS_SECONDS
+    every_seconds: float = field(default_factory=progress_seconds)
     clock: Clock = time.monotonic
     # Rows already done when the load starts (unchanged rows counted up front): not part of the rate.
     baseline: int = 0
