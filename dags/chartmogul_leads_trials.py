@@ -9,6 +9,8 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from mogulflow import dag_tasks, reconcile_task
 from mogulflow.dag_defaults import POOL_NAME, default_args, leads_trials_params
+from mogulflow.lineage import CHARTMOGUL_CUSTOMERS, CHARTMOGUL_TRIAL_INVOICES
+from mogulflow.notifications import run_alerts
 
 DOC_MD = """
 # ChartMogul leads and trials
@@ -49,6 +51,7 @@ Writes run in the `chartmogul_api` pool.
     doc_md=DOC_MD,
     tags=["chartmogul", "mogulflow"],
     default_args=default_args(),
+    **run_alerts(),  # failure, too many rejects, not done by the deadline: mogulflow.notifications
 )
 def chartmogul_leads_trials():
     @task(multiple_outputs=False)
@@ -76,12 +79,12 @@ def chartmogul_leads_trials():
         """Create or update every valid plan in ChartMogul."""
         return dag_tasks.load_entity("plan", settings, data_source_uuid, report)
 
-    @task(pool=POOL_NAME, trigger_rule="all_done", multiple_outputs=False)
+    @task(pool=POOL_NAME, trigger_rule="all_done", multiple_outputs=False, outlets=[CHARTMOGUL_CUSTOMERS])
     def upsert_customers(settings: dict, data_source_uuid: str | None, report: dict) -> dict:
         """Create new leads as customers and PATCH changed ones (runs even when plans failed)."""
         return dag_tasks.load_entity("lead", settings, data_source_uuid, report)
 
-    @task(pool=POOL_NAME, multiple_outputs=False)
+    @task(pool=POOL_NAME, multiple_outputs=False, outlets=[CHARTMOGUL_TRIAL_INVOICES])
     def import_trial_invoices(settings: dict, data_source_uuid: str | None, report: dict) -> dict:
         """Import one invoice with a trial line item per new or changed trial."""
         return dag_tasks.load_entity("trial", settings, data_source_uuid, report)

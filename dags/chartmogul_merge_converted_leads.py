@@ -12,7 +12,9 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from mogulflow import dag_tasks
 from mogulflow.dag_defaults import POOL_NAME, default_args, merge_params
+from mogulflow.lineage import CHARTMOGUL_CUSTOMER_MERGES
 from mogulflow.merge_wait import WaitForPayingCustomersOperator
+from mogulflow.notifications import run_alerts
 
 DOC_MD = """
 # Merge converted leads into their paying customers
@@ -64,6 +66,7 @@ Connections: `warehouse_default` (duckdb or postgres) and `chartmogul_default` (
     doc_md=DOC_MD,
     tags=["chartmogul", "mogulflow"],
     default_args=default_args(),
+    **run_alerts(),  # failure, too many rejects, not done by the deadline: mogulflow.notifications
 )
 def chartmogul_merge_converted_leads():
     @task(multiple_outputs=False)
@@ -86,7 +89,7 @@ def chartmogul_merge_converted_leads():
         """Write rejected conversions to mogulflow_rejects; re-read those waiting for their lead next run."""
         return dag_tasks.record_rejects(settings, data_source_uuid, report, merge=True)
 
-    @task(pool=POOL_NAME, multiple_outputs=False)
+    @task(pool=POOL_NAME, multiple_outputs=False, outlets=[CHARTMOGUL_CUSTOMER_MERGES])
     def merge_customers(settings: dict, data_source_uuid: str | None, report: dict, lookup: dict) -> dict:
         """Merge each lead into its paying customer, once; record every outcome in the sync state."""
         return dag_tasks.merge_customers(settings, data_source_uuid, report, lookup)

@@ -25,7 +25,9 @@ from airflow.sdk import get_current_context, task
 from mogulflow.xcom import Json
 
 if TYPE_CHECKING:
+    from mogulflow.account import RunAccount
     from mogulflow.api.client import ChartMogulClient
+    from mogulflow.reports import ExtractReport, LoadReport
     from mogulflow.settings import MergeSettings, RunSettings
     from mogulflow.warehouse import Warehouse
 
@@ -115,15 +117,24 @@ def resolve_window_task(kind: str) -> Callable[[], XCom]:
         context = get_current_context()
         dag_run = context["dag_run"]
         resolve = settings.resolve_merge_settings if kind == CONVERSIONS else settings.resolve_settings
-        return to_xcom(
-            resolve(
-                context["params"],
-                run_id=dag_run.run_id,
-                dag_id=dag_run.dag_id,
-                data_interval_start=context.get("data_interval_start"),
-                data_interval_end=context.get("data_interval_end"),
-            )
+        resolved = resolve(
+            context["params"],
+            run_id=dag_run.run_id,
+            dag_id=dag_run.dag_id,
+            data_interval_start=context.get("data_interval_start"),
+            data_interval_end=context.get("data_interval_end"),
         )
+        run = resolved.run if isinstance(resolved, settings.MergeSettings) else resolved
+        log.info(
+            "Run %s: window %s, data source %r%s.",
+            run.run_id,
+            "every row (full refresh)"
+            if run.window.full_refresh
+            else f"[{run.window.start:%Y-%m-%d %H:%M}, {run.window.end:%Y-%m-%d %H:%M}) UTC",
+            run.data_source_name,
+            ", dry run" if run.dry_run else "",
+        )
+        return to_xcom(resolved)
 
     return resolve_window
 
@@ -166,6 +177,7 @@ def record_run_task(
         }
         rules = account.CONVERSIONS if kind == CONVERSIONS else account.LEADS_TRIALS
         result = account.summarize_run(run, rules, extract, loads, task_failures=failures)
+        _leave_account_for_alerts(ti, result)
         with _warehouse() as warehouse:
             account.write_run(warehouse, result, data_source=(run.data_source_name, pulled[data_source_task]))
         if result.failed:
@@ -176,6 +188,15 @@ def record_run_task(
         return {"outcome": str(result.summary.outcome), "message": result.summary.message}
 
     return record_run
+
+
+def _leave_account_for_alerts(ti: Any, result: RunAccount) -> None:
+    """The run's account in XCom, where the DAG's alerts (`mogulflow.notifications`) read its counts;
+    left before writing mogulflow_runs, so that an alert has the counts even if that write fails."""
+    from mogulflow.notifications import ACCOUNT_XCOM_KEY
+    from mogulflow.xcom import to_xcom
+
+    ti.xcom_push(key=ACCOUNT_XCOM_KEY, value=to_xcom(result))
 
 
 def _did_not_finish(ti: Any, task_id: str) -> str:
@@ -213,6 +234,7 @@ def preflight(kind: str) -> XCom:
         log.info("ok: %s", line)
     if report.problems:
         raise (SetupError if report.permanent else Outage)(report.summary())
+    log.info("Preflight: all %d checks passed.", len(report.checked))
     return {"checked": len(report.checked)}
 
 
@@ -226,7 +248,9 @@ def ensure_data_source(settings: XCom) -> str | None:
 
     run = _run_settings(settings)
     with _client() as client:
-        return data_sources.ensure_data_source(client, run.data_source_name, dry_run=run.dry_run)
+        found = data_sources.ensure_data_source(client, run.data_source_name, dry_run=run.dry_run)
+    log.info("Data source %r: %s.", run.data_source_name, found or "not created (dry run)")
+    return found
 
 
 @_failing_clearly
@@ -236,7 +260,24 @@ def extract_and_validate(settings: XCom, data_source_uuid: str | None) -> XCom:
     from mogulflow.xcom import to_xcom
 
     with _warehouse() as warehouse:
-        return to_xcom(sync.extract_and_validate(warehouse, _run_settings(settings), data_source_uuid))
+        report = sync.extract_and_validate(warehouse, _run_settings(settings), data_source_uuid)
+    _extracted(report)
+    return to_xcom(report)
+
+
+def _extracted(report: ExtractReport) -> None:
+    """Report the source tables read (hook lineage) and log the extract's summary line."""
+    from mogulflow.lineage import report_source_tables
+
+    parts = list(report.parts.values())
+    report_source_tables(part.entity.table for part in parts)
+    log.info(
+        "Extracted %d rows (%s): %d valid, %d rejected; staged for the next tasks.",
+        sum(p.extracted for p in parts),
+        ", ".join(f"{p.entity.table} {p.extracted}" for p in parts),
+        sum(p.valid for p in parts),
+        sum(p.rejected for p in parts),
+    )
 
 
 @_failing_clearly
@@ -250,7 +291,9 @@ def record_rejects(
 
     run = _merge_settings(settings).run if merge else _run_settings(settings)
     with _warehouse() as warehouse:
-        return to_xcom(write_rejects(warehouse, run, from_xcom(ExtractReport, report), data_source_uuid))
+        written = write_rejects(warehouse, run, from_xcom(ExtractReport, report), data_source_uuid)
+    log.info("Recorded %d rejected rows in mogulflow_rejects (run_id=%s).", sum(written.values()), run.run_id)
+    return to_xcom(written)
 
 
 @_failing_clearly
@@ -269,9 +312,24 @@ def load_entity(entity: str, settings: XCom, data_source_uuid: str | None, repor
 
         raise AirflowSkipException("nothing to load: extract_and_validate did not finish")
     extract = from_xcom(ExtractReport, report)
+    run = _run_settings(settings)
     with _warehouse() as warehouse, _client() as client:
-        inputs = StepInputs(warehouse, client, _run_settings(settings), data_source_uuid, extract)
-        return to_xcom(sync.load_entity(inputs, Entity(entity)))
+        inputs = StepInputs(warehouse, client, run, data_source_uuid, extract)
+        loaded = sync.load_entity(inputs, Entity(entity))
+    _loaded(run, data_source_uuid, extract, loaded)
+    return to_xcom(loaded)
+
+
+def _loaded(
+    run: RunSettings, data_source_uuid: str | None, extract: ExtractReport, loaded: LoadReport
+) -> None:
+    """Publish the load's asset event (its extra: the counts and rejects by rule) and its lineage."""
+    from mogulflow.lineage import load_event_extra, publish_load_event, report_data_source_written
+
+    extra = load_event_extra(run, data_source_uuid, extract.get(loaded.entity), loaded)
+    publish_load_event(get_current_context(), str(loaded.entity), extra)
+    if not run.dry_run:
+        report_data_source_written(data_source_uuid)
 
 
 # ---- chartmogul_merge_converted_leads ---------------------------------------------------------------
@@ -291,6 +349,8 @@ def find_data_source(settings: XCom) -> str | None:
             "Run chartmogul_leads_trials first, or set data_source_name.",
             name,
         )
+    else:
+        log.info("Data source %r: %s.", name, found)
     return found
 
 
@@ -301,24 +361,26 @@ def extract_and_validate_conversions(settings: XCom, data_source_uuid: str | Non
     from mogulflow.xcom import to_xcom
 
     with _warehouse() as warehouse:
-        return to_xcom(run_step(warehouse, _merge_settings(settings).run, data_source_uuid))
+        report = run_step(warehouse, _merge_settings(settings).run, data_source_uuid)
+    _extracted(report)
+    return to_xcom(report)
 
 
 @_failing_clearly
 def merge_customers(settings: XCom, data_source_uuid: str | None, report: XCom, lookup: XCom) -> XCom:
     """Merge each lead into its paying customer, once; record every outcome in the sync state."""
+    from mogulflow.entity_step import log_outcome
     from mogulflow.merge import merge_conversions
     from mogulflow.paying_customers import LookupReport
     from mogulflow.reports import ExtractReport
     from mogulflow.xcom import from_xcom, to_xcom
 
+    run = _merge_settings(settings).run
+    extract = from_xcom(ExtractReport, report)
     with _warehouse() as warehouse, _client() as client:
         result = merge_conversions(
-            warehouse,
-            client,
-            _merge_settings(settings).run,
-            data_source_uuid,
-            from_xcom(ExtractReport, report),
-            from_xcom(LookupReport, lookup or {}),
+            warehouse, client, run, data_source_uuid, extract, from_xcom(LookupReport, lookup or {})
         )
+    _loaded(run, data_source_uuid, extract, result)
+    log_outcome(result)
     return to_xcom(result)

@@ -23,6 +23,7 @@ from mogulflow.api.client import ChartMogulClient, WriteOutcome
 from mogulflow.api.errors import ChartMogulError
 from mogulflow.model import Entity, RowError
 from mogulflow.plan import Payload, PlannedCreate, PlannedUpdate, SyncPlan
+from mogulflow.progress import ProgressReporter
 from mogulflow.reports import ERRORS_KEPT, LoadReport
 from mogulflow.state import LOAD_STOPPERS, StateEntry, SyncStatus
 from mogulflow.transform import TrialInvoice
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 # Confirmed writes are saved every this many rows: a killed task loses at most that much progress.
 DEFAULT_CHECKPOINT_ROWS = 200
-PROGRESS_EVERY_ROWS = 500
 
 Checkpoint = Callable[[Sequence[StateEntry]], None]
 
@@ -140,6 +140,10 @@ class Tally:
         """Rows with an outcome so far."""
         return sum(self.counts.values())
 
+    def describe(self) -> str:
+        """The outcomes so far, for a progress line: `created 120, failed 2`."""
+        return ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+
     def flush(self, checkpoint: Checkpoint) -> None:
         """Hand every pending entry to the checkpoint."""
         if self.pending:
@@ -182,23 +186,14 @@ def _run_writes(
     Returns the abort reason, if any.
     """
     aborted: str | None = None
-    last_logged = 0
     queue = list(reversed(writes))
     in_flight: dict[Future[list[WriteResult]], Sequence[str]] = {}
+    progress = ProgressReporter(str(tally.entity), tally.planned, log, baseline=tally.done)
 
     def flush(force: bool = False) -> None:
-        nonlocal last_logged
         if force or len(tally.pending) >= checkpoint_rows:
             tally.flush(checkpoint)
-        if force or tally.done - last_logged >= PROGRESS_EVERY_ROWS:
-            last_logged = tally.done
-            log.info(
-                "%s: %d/%d rows done (%s)",
-                tally.entity,
-                tally.done,
-                tally.planned,
-                ", ".join(f"{k} {v}" for k, v in sorted(tally.counts.items())) or "nothing yet",
-            )
+        (progress.finish if force else progress.update)(tally.done, tally.describe())
 
     with ThreadPoolExecutor(
         max_workers=max(1, max_workers), thread_name_prefix=f"load-{tally.entity}"

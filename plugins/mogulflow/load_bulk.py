@@ -29,6 +29,7 @@ from mogulflow.api.errors import BulkImportUnsupportedError
 from mogulflow.load import Checkpoint, RowOutcome, RowTarget, Tally, WriteResult, not_attempted
 from mogulflow.model import Entity
 from mogulflow.plan import PlannedCreate
+from mogulflow.progress import ProgressReporter
 from mogulflow.reports import LoadReport
 from mogulflow.state import LOAD_STOPPERS, StateEntry
 from mogulflow.transform import TrialInvoice
@@ -270,6 +271,11 @@ class _BulkLoad:
     # Combined with customers, an invoice that did not import is left to the trials step, not failed.
     invoices_ride_along: bool
     confirmed: dict[Entity, list[StateEntry]] = dataclasses.field(default_factory=lambda: defaultdict(list))
+    progress: ProgressReporter = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        main = next(iter(self.tallies.values()))
+        self.progress = ProgressReporter(f"{main.entity} (bulk)", main.planned, log, baseline=main.done)
 
     def target(self, entity: Entity) -> RowTarget:
         return RowTarget(entity, self.data_source_uuid, self.run_id)
@@ -327,7 +333,7 @@ class _BulkLoad:
         for tally in self.tallies.values():
             tally.pending.clear()
         main = next(iter(self.tallies.values()))
-        log.info("%s (bulk): %d/%d rows done", main.entity, main.done, main.planned)
+        self.progress.update(main.done, main.describe())
 
     def read_back_uuids(self, missing: Sequence[StateEntry] = ()) -> None:
         """Record the uuids of what was imported (and of `missing`), one listing per entity."""
@@ -403,6 +409,7 @@ def bulk_create_customers(
     aborted, leftover = run_imports(
         client, data_source_uuid, batches, on_done=load.done, on_failed=load.failed, in_flight=in_flight
     )
+    load.progress.finish(load.tallies[Entity.LEAD].done, load.tallies[Entity.LEAD].describe())
     load.read_back_uuids(missing_uuids)
     rest = tuple(g.customer for batch in leftover for g in batch.groups if g.customer is not None)
     return BulkOutcome(load.tallies[Entity.LEAD].report(aborted), rest)
@@ -449,6 +456,7 @@ def bulk_import_trial_invoices(
         client, data_source_uuid, batches, on_done=load.done, on_failed=load.failed, in_flight=in_flight
     )
     load.flush()
+    load.progress.finish(tally.done, tally.describe())
     load.read_back_uuids(missing_uuids)
     rest = tuple(item for batch in leftover for g in batch.groups for item in g.invoices)
     return BulkOutcome(tally.report(aborted), rest)
