@@ -237,8 +237,13 @@ def duckdb_conn(path, conn_type="duckdb"):
     return {"conn_type": conn_type, "host": str(path)}
 
 
+# With the real 2 retries a minute apart, a mistake that was retried would take over 120 s: under
+# that bound (generous for a loaded machine) the run failed on its first try. The log says the same.
+RETRIED_AT_LEAST_ONCE_SECONDS = 120
+
+
 def assert_failed_fast_and_recorded(seconds, output, path, sandbox, expected: str) -> None:
-    assert seconds < 60, f"took {seconds:.0f} s"
+    assert seconds < RETRIED_AT_LEAST_ONCE_SECONDS, f"took {seconds:.0f} s"
     assert expected in output, output[-4000:]
     assert "up_for_retry" not in output.lower()
     [(outcome, message)] = run_rows(path)
@@ -283,7 +288,7 @@ def test_a_setup_mistake_fails_in_seconds_without_retries_and_the_next_run_is_ex
 def test_a_connection_of_the_wrong_type_fails_in_seconds(airflow_db, keyed_sandbox, warehouse_path):
     seconds, output = dags_test(duckdb_conn(warehouse_path), chartmogul(keyed_sandbox, conn_type="http"))
 
-    assert seconds < 60
+    assert seconds < RETRIED_AT_LEAST_ONCE_SECONDS and "up_for_retry" not in output.lower()
     assert "connection 'chartmogul_default' has type 'http'; mogulflow needs type 'chartmogul'" in output
     [(outcome, message)] = run_rows(warehouse_path)
     assert outcome == "failed" and "has type 'http'" in message
@@ -306,7 +311,7 @@ def test_a_postgres_warehouse_without_a_column_fails_in_seconds(airflow_db, keye
     }
     seconds, output = dags_test(warehouse, chartmogul(keyed_sandbox))
 
-    assert seconds < 60
+    assert seconds < RETRIED_AT_LEAST_ONCE_SECONDS and "up_for_retry" not in output.lower()
     assert "table leads: column email is missing" in output
     with psycopg2.connect(**postgres_database) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT outcome, message FROM mogulflow_runs")
@@ -325,7 +330,7 @@ def test_an_unreachable_api_is_an_outage_that_ends_the_run_with_its_reason(airfl
 
     seconds, output = dags_test(duckdb_conn(warehouse_path), unreachable, retries="0")
 
-    assert seconds < 120
+    assert seconds < 300  # the client's outage budget ends it; a hang would run into the timeout
     [(outcome, message)] = run_rows(warehouse_path)
     assert outcome == "failed"
     assert "task preflight did not finish" in message and "connection chartmogul_default" in message
