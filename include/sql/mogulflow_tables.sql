@@ -64,3 +64,17 @@ CREATE TABLE IF NOT EXISTS mogulflow_sync_state (
     source_updated_at TIMESTAMP,        -- the source row's updated_at: an older row never overwrites a newer one
     PRIMARY KEY (entity, data_source_uuid, external_id)
 );
+
+-- What one task hands the next within a run (mogulflow.staging): Parquet parts of at most ~1 MB,
+-- removed once the run is recorded. BYTEA is DuckDB's and PostgreSQL's binary type (Snowflake:
+-- BINARY, BigQuery: BYTES, Redshift: VARBYTE).
+CREATE TABLE IF NOT EXISTS mogulflow_staging (
+    dag_id    TEXT NOT NULL,
+    run_id    TEXT NOT NULL,
+    entity    TEXT NOT NULL,        -- lead, plan, trial, conversion
+    kind      TEXT NOT NULL,        -- valid, rejects
+    part      INTEGER NOT NULL,     -- parts are read in this order: the extract's row order
+    data      BYTEA NOT NULL,       -- one Parquet file
+    staged_at TIMESTAMP NOT NULL,   -- parts of runs never recorded are swept a week later
+    PRIMARY KEY (dag_id, run_id, entity, kind, part)
+);
