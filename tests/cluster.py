@@ -43,6 +43,7 @@ REDIS_DBS = range(10, 16)
 REDIS_CLAIM_KEY = "mogulflow-cluster-test-claim"
 CLUSTER_MARK = "MOGULFLOW_CLUSTER_ID"
 WORKERS = ("w1", "w2")
+CELERY_QUEUE = "default"  # Airflow's [operators] default_queue
 READY_TIMEOUT = 240.0  # six Airflow components importing on 2 shared cores
 STOP_GRACE = 45.0  # the triggerer alone waits 10 s for its triggers
 
@@ -281,6 +282,22 @@ class Cluster:
     def log_tails(self, chars: int = 1500) -> str:
         return "\n".join(f"--- {c.name} ---\n{c.log_text()[-chars:]}" for c in self.components.values())
 
+    def only(self, *workers: str) -> None:
+        """Let only `workers` take new tasks: the others stop consuming the queue (Celery remote control)."""
+        from celery import Celery
+
+        app = Celery(broker=self.env()["AIRFLOW__CELERY__BROKER_URL"])
+        try:
+            # Add before cancelling: some worker always consumes.
+            for name in sorted(self.components.keys() & set(WORKERS), key=lambda n: n not in workers):
+                node = f"{name}@{socket.gethostname()}"
+                control = app.control.add_consumer if name in workers else app.control.cancel_consumer
+                replies = control(CELERY_QUEUE, destination=[node], reply=True, timeout=10)
+                if not replies:
+                    raise RuntimeError(f"worker {node} did not answer the remote control")
+        finally:
+            app.close()
+
     def kill_worker(self, name: str) -> None:
         """SIGKILL a worker's whole process tree at once (its task processes have groups of their own)."""
         component = self.components[name]
@@ -365,6 +382,19 @@ class Cluster:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances"
         return self.api("GET", path).json()["task_instances"]
+
+    def wait_for_task(
+        self, dag_id: str, run_id: str, task_id: str, states: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """Poll until the task instance is in one of `states`; return it."""
+        deadline = time.monotonic() + 600
+        while True:
+            [ti] = [ti for ti in self.task_instances(dag_id, run_id) if ti["task_id"] == task_id]
+            if ti["state"] in states:
+                return ti
+            if self.run_state(dag_id, run_id) != "running" or time.monotonic() > deadline:
+                raise RuntimeError(f"{task_id} of {run_id} never became {states}: {ti['state']}")
+            time.sleep(0.2)
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600.0) -> str:
         """Poll until the run ends; return its state (success or failed)."""

@@ -11,7 +11,7 @@ make: every hand-off between tasks went through a place every worker reaches.
 from __future__ import annotations
 
 import json
-import logging
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,14 +24,20 @@ from repo_paths import REPO
 
 from mogulflow.model import Entity
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
-
-log = logging.getLogger(__name__)
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(1800)]
 
 LEADS_DAG = "chartmogul_leads_trials"
 MERGE_DAG = "chartmogul_merge_converted_leads"
 API_KEY = "test-key-cluster"
 SAMPLE_LEADS = 2000
+# The tasks that read what extract_and_validate staged (record_run removes it).
+READERS_OF_STAGING = (
+    "record_rejects",
+    "upsert_plans",
+    "upsert_customers",
+    "import_trial_invoices",
+    "record_run",
+)
 LOST_WORKER_SOURCE = "Leads (worker lost)"
 # The task whose worker dies in the second test: it writes to ChartMogul and runs for seconds.
 TASK_OF_LOST_WORKER = "upsert_customers"
@@ -56,8 +62,10 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(postgres_server: dict) -> Iterator[Setup]:
+def setup(request: pytest.FixtureRequest, postgres_server: dict) -> Iterator[Setup]:
     from mogulflow.sandbox import SandboxServer
+
+    failed_before = request.session.testsfailed
 
     timings: dict[str, float] = {}
     with SandboxServer(port=0, api_key=API_KEY) as sandbox, throwaway_database("mogulflow_cluster_wh") as dsn:
@@ -109,6 +117,8 @@ def setup(postgres_server: dict) -> Iterator[Setup]:
             print(f"\ncluster timings (s): { {k: round(v, 1) for k, v in timings.items()} }")
         leftovers = cluster.leftover_pids()
     assert not leftovers, f"processes left behind: {sorted(leftovers)}"
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(scratch)  # the components' logs are kept only when a test failed
 
 
 def run_to_end(cluster: Cluster, dag_id: str, conf: dict[str, Any]) -> tuple[str, str, float]:
@@ -163,10 +173,22 @@ def staged_parts(dsn: dict) -> int:
 def test_both_dags_sync_exactly_on_two_workers_that_share_no_local_disk(setup: Setup) -> None:
     cluster, sandbox, expected = setup.cluster, setup.sandbox, setup.expected
 
-    run_id, state, took = run_to_end(cluster, LEADS_DAG, {"full_refresh": True})
+    # Celery would spread the tasks over both workers at random: route them so that the extract
+    # stages on w1 and every task reading what it staged runs on w2, which cannot see w1's disk.
+    started = time.monotonic()
+    cluster.only("w1")
+    try:
+        run_id = cluster.trigger(LEADS_DAG, {"full_refresh": True})
+        cluster.wait_for_task(LEADS_DAG, run_id, "extract_and_validate", ("running",))
+        cluster.only("w2")
+        state = cluster.wait_for_run(LEADS_DAG, run_id)
+    finally:
+        cluster.only(*WORKERS)
     assert state == "success", failed_task_logs(cluster, LEADS_DAG, run_id)
-    print(f"\n{LEADS_DAG}: {took:.1f} s, tasks on {ran_on(cluster, LEADS_DAG, run_id)}")
-    assert set(ran_on(cluster, LEADS_DAG, run_id).values()) == set(WORKERS)
+    hosts = ran_on(cluster, LEADS_DAG, run_id)
+    print(f"\n{LEADS_DAG}: {time.monotonic() - started:.1f} s, tasks on {hosts}")
+    assert hosts["extract_and_validate"] == "w1"
+    assert {hosts[task] for task in READERS_OF_STAGING} == {"w2"}
     assert all(ti["try_number"] == 1 for ti in cluster.task_instances(LEADS_DAG, run_id))
     assert synced(sandbox, "Leads") == Expected(expected.customers, expected.plans, expected.invoices, 0)
     row = run_row(setup.warehouse, run_id)
@@ -182,6 +204,7 @@ def test_both_dags_sync_exactly_on_two_workers_that_share_no_local_disk(setup: S
     merge_run, state, took = run_to_end(cluster, MERGE_DAG, merge_conf)
     assert state == "success", failed_task_logs(cluster, MERGE_DAG, merge_run)
     print(f"{MERGE_DAG}: {took:.1f} s, tasks on {ran_on(cluster, MERGE_DAG, merge_run)}")
+    assert set(ran_on(cluster, MERGE_DAG, merge_run).values()) <= set(WORKERS)
     assert len(sandbox.state.merges()) == expected.merges
     row = run_row(setup.warehouse, merge_run)
     assert (row["conversions_created"], row["conversions_failed"]) == (expected.merges, 0)

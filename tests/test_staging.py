@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,7 +23,8 @@ RUN_ID = "manual__2026-11-29T23:00:00+00:00"
 def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Warehouse]:
     monkeypatch.delenv(staging.STAGING_URL_ENV, raising=False)
     monkeypatch.delenv(staging.STAGING_DIR_ENV, raising=False)
-    opened = Warehouse.open_duckdb(str(tmp_path / "warehouse.duckdb"))
+    # In memory: a DuckDB *file* stages beside itself (see the test below); a server warehouse in its table.
+    opened = Warehouse(duckdb.connect(), "duckdb")
     ensure_tables(opened)
     yield opened
     opened.close()
@@ -60,7 +62,9 @@ def staged_parts(warehouse: Warehouse) -> int:
     return int(warehouse.scalar(f"SELECT count(*) FROM {staging.STAGING_TABLE}"))
 
 
-def test_by_default_rows_are_staged_in_the_warehouse_and_read_back_in_order(warehouse: Warehouse) -> None:
+def test_by_default_rows_are_staged_in_the_warehouse_table_and_read_back_in_order(
+    warehouse: Warehouse,
+) -> None:
     run = staging.for_run(warehouse, DAG_ID, RUN_ID)
     location = stage(run, leads(1000), leads(500, start=1000))
 
@@ -143,6 +147,25 @@ def test_a_staging_url_stages_files_there_instead(
     assert staging.read_frame(warehouse, location)["lead_id"].tolist() == leads(600)["lead_id"].tolist()
     staging.remove_run(warehouse, DAG_ID, RUN_ID)
     assert not list((tmp_path / "shared").rglob("*.parquet"))
+
+
+def test_a_duckdb_file_warehouse_stages_in_a_folder_beside_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(staging.STAGING_URL_ENV, raising=False)
+    monkeypatch.delenv(staging.STAGING_DIR_ENV, raising=False)
+    warehouse = Warehouse.open_duckdb(str(tmp_path / "warehouse.duckdb"))
+    try:
+        ensure_tables(warehouse)
+        location = stage(staging.for_run(warehouse, DAG_ID, RUN_ID), leads(10))
+
+        assert location.startswith((tmp_path / "warehouse.duckdb.staging").as_uri())
+        assert staged_parts(warehouse) == 0
+        assert len(staging.read_frame(warehouse, location)) == 10
+        staging.remove_run(warehouse, DAG_ID, RUN_ID)
+        assert not list((tmp_path / "warehouse.duckdb.staging").rglob("*.parquet"))
+    finally:
+        warehouse.close()
 
 
 def test_parts_stay_readable_where_they_were_put_when_the_setting_changes(

@@ -3,7 +3,8 @@
 The tasks of one run may run on different machines (a CeleryExecutor cluster), so the parts live
 where every worker reaches them:
 
-- by default in the warehouse itself, table `mogulflow_staging` (one row per Parquet part);
+- by default with the warehouse: in its table `mogulflow_staging` (one row per Parquet part), or,
+  for a DuckDB file (which only one machine opens anyway), in a folder beside the file;
 - or under an object-store URL the deployment sets, `$MOGULFLOW_STAGING_URL` (`s3://bucket/prefix`,
   `gs://...`, any fsspec URL; a local `file:///...` folder only when set explicitly, e.g. a share
   every worker mounts). `$MOGULFLOW_STAGING_DIR`, the older setting, names such a local folder.
@@ -195,14 +196,30 @@ class ObjectStoreParts:
 
 
 def configured_store(warehouse: Warehouse) -> PartStore:
-    """Where this deployment stages: `$MOGULFLOW_STAGING_URL` (or `_DIR`), else the warehouse."""
+    """Where this deployment stages: `$MOGULFLOW_STAGING_URL` (or `_DIR`), else with the warehouse.
+
+    With the warehouse means its table `mogulflow_staging`, except for a DuckDB file: there the
+    parts go to a folder beside it (`<file>.staging/`), which exactly the machines that open the
+    file reach. DuckDB would keep every staged block it read in its buffer pool (a 1M-lead dry run
+    peaked 150 MiB higher) and scans the table for each part.
+    """
     url = os.environ.get(STAGING_URL_ENV)
     if url:
         return ObjectStoreParts(url)
     folder = os.environ.get(STAGING_DIR_ENV)
     if folder:
         return ObjectStoreParts(Path(folder).resolve().as_uri())
+    duckdb_file = _duckdb_file(warehouse)
+    if duckdb_file:
+        return ObjectStoreParts(Path(f"{duckdb_file}.staging").resolve().as_uri())
     return WarehouseParts(warehouse)
+
+
+def _duckdb_file(warehouse: Warehouse) -> str | None:
+    """The file of a DuckDB warehouse (None for PostgreSQL or an in-memory DuckDB)."""
+    if warehouse.dialect != "duckdb":
+        return None
+    return warehouse.scalar("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
 
 
 def _store_at(warehouse: Warehouse, location: str) -> PartStore:
