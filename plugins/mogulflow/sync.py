@@ -158,7 +158,7 @@ def _plan_customers(inputs: StepInputs, state: SyncState) -> PlannedLoad:
     empty_leads: list[pd.DataFrame] = []
 
     def chunk_plans() -> Iterator[SyncPlan]:
-        # Leads are planned ~100,000 at a time: a million payloads never sit in memory at once.
+        # Leads are planned one staged part at a time: a million payloads never sit in memory at once.
         for leads in staging.iter_frames(inputs.warehouse, inputs.extract[Entity.LEAD].valid_path):
             empty_leads[:] = [leads.iloc[:0]]
             # Only this chunk's leads' first trials: the earlier leads are re-dated once, below.
@@ -197,7 +197,7 @@ def _as_trials(first_trials: pd.Series) -> pd.DataFrame:
 
 def _plan_invoices(inputs: StepInputs, state: SyncState) -> PlannedLoad:
     def chunk_plans() -> Iterator[SyncPlan]:
-        # Trials are planned ~100,000 at a time, as the customers are.
+        # Trials are planned one staged part at a time, as the customers are.
         for trials in staging.iter_frames(inputs.warehouse, inputs.extract[Entity.TRIAL].valid_path):
             # run_id: invoices the customers step imported with their new customer count as created here.
             yield plan_sync(
