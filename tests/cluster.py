@@ -43,6 +43,7 @@ REDIS_DBS = range(10, 16)
 REDIS_CLAIM_KEY = "mogulflow-cluster-test-claim"
 CLUSTER_MARK = "MOGULFLOW_CLUSTER_ID"
 WORKERS = ("w1", "w2")
+ENDED = ("success", "failed")  # a DAG run's final states
 CELERY_QUEUE = "default"  # Airflow's [operators] default_queue
 READY_TIMEOUT = 240.0  # six Airflow components importing on 2 shared cores
 STOP_GRACE = 45.0  # the triggerer alone waits 10 s for its triggers
@@ -392,14 +393,14 @@ class Cluster:
             [ti] = [ti for ti in self.task_instances(dag_id, run_id) if ti["task_id"] == task_id]
             if ti["state"] in states:
                 return ti
-            if self.run_state(dag_id, run_id) != "running" or time.monotonic() > deadline:
+            if self.run_state(dag_id, run_id) in ENDED or time.monotonic() > deadline:
                 raise RuntimeError(f"{task_id} of {run_id} never became {states}: {ti['state']}")
             time.sleep(0.2)
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600.0) -> str:
         """Poll until the run ends; return its state (success or failed)."""
         deadline = time.monotonic() + timeout
-        while (state := self.run_state(dag_id, run_id)) not in ("success", "failed"):
+        while (state := self.run_state(dag_id, run_id)) not in ENDED:
             self._fail_if_exited_except_killed()
             if time.monotonic() > deadline:
                 raise TimeoutError(

@@ -227,7 +227,9 @@ def test_a_run_whose_worker_dies_mid_task_still_ends_exact(setup: Setup) -> None
                 and ti["hostname"] in WORKERS
             ):
                 lost = ti["hostname"]
-        assert cluster.run_state(LEADS_DAG, run_id) == "running", f"{TASK_OF_LOST_WORKER} never seen running"
+        assert cluster.run_state(LEADS_DAG, run_id) in ("queued", "running"), (
+            f"{TASK_OF_LOST_WORKER} never seen running"
+        )
         assert time.monotonic() < deadline
         time.sleep(0.2)
     cluster.kill_worker(lost)
