@@ -13,7 +13,6 @@ export AIRFLOW__CORE__DAGS_FOLDER=$ROOT/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER=$ROOT/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///$AIRFLOW_HOME/airflow.db
-export MOGULFLOW_STAGING_DIR=$DEMO/staging
 WAREHOUSE=$DEMO/warehouse.duckdb
 
 echo "==> Building the sample warehouse ($WAREHOUSE)"

@@ -22,7 +22,6 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
-os.environ["MOGULFLOW_STAGING_DIR"] = str(_AIRFLOW_HOME / "staging")
 os.environ.setdefault("MOGULFLOW_TASK_RETRIES", "0")
 os.environ.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
 

@@ -73,9 +73,9 @@ def run_sync_directly(
                 failures.append(f"task {task_id} did not finish")
         account = summarize_run(settings, LEADS_TRIALS, report, loads, task_failures=failures)
         write_run(warehouse, account, data_source=(settings.data_source_name, data_source_uuid))
+        staging.remove_run(warehouse, DAG_ID, run_id)
     finally:
         warehouse.close()
-    staging.remove_run_folder(DAG_ID, run_id)
     return account.summary
 
 

@@ -82,3 +82,17 @@ CREATE TABLE IF NOT EXISTS mogulflow_reconciliation (
     chartmogul_value TEXT,
     checked_at       TIMESTAMP NOT NULL
 );
+
+-- What one task hands the next within a run (mogulflow.staging): Parquet parts of at most ~1 MB,
+-- removed once the run is recorded. BLOB becomes each warehouse's binary type (mogulflow.dialects:
+-- PostgreSQL BYTEA, Snowflake BINARY, BigQuery BYTES, Redshift VARBYTE).
+CREATE TABLE IF NOT EXISTS mogulflow_staging (
+    dag_id    TEXT NOT NULL,
+    run_id    TEXT NOT NULL,
+    entity    TEXT NOT NULL,        -- lead, plan, trial, conversion
+    kind      TEXT NOT NULL,        -- valid, rejects
+    part      INTEGER NOT NULL,     -- parts are read in this order: the extract's row order
+    data      BLOB NOT NULL,        -- one Parquet file
+    staged_at TIMESTAMP NOT NULL,   -- parts of runs never recorded are swept a week later
+    PRIMARY KEY (dag_id, run_id, entity, kind, part)
+);

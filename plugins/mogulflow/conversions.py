@@ -69,12 +69,12 @@ def extract_and_validate_conversions(
             waiting=ids_with_status(warehouse, Entity.CONVERSION, data_source_uuid, (SyncStatus.WAITING,)),
             known_parents={"lead_id": known},
         )
-    folder = staging.run_folder(settings.dag_id, settings.run_id)
-    parts = staging.ValidParts(folder, Entity.CONVERSION)
+    run_staging = staging.for_run(warehouse, settings.dag_id, settings.run_id)
+    parts = run_staging.valid_parts(Entity.CONVERSION)
     rules = conversion_rules(settings.started_at, known_lead_ids=known)
     found = validate_into(frame, CONVERSIONS, rules, parts)
-    part = staging.stage_rejects(
-        folder, Entity.CONVERSION, found.rejected, found.extracted, found.valid, parts.finish()
+    part = run_staging.stage_rejects(
+        Entity.CONVERSION, found.rejected, found.extracted, found.valid, parts.finish()
     )
     log.info(
         "conversions: extracted %d, valid %d, rejected %d%s",
@@ -86,9 +86,9 @@ def extract_and_validate_conversions(
     return ExtractReport({Entity.CONVERSION: part})
 
 
-def read_conversions(part: StagedExtract) -> list[Conversion]:
+def read_conversions(warehouse: Warehouse, part: StagedExtract) -> list[Conversion]:
     """The staged valid conversions of the run, one per lead."""
-    frame = staging.read_frame(part.valid_path)
+    frame = staging.read_frame(warehouse, part.valid_path)
     return [
         Conversion(
             str(row.lead_id),
@@ -102,7 +102,7 @@ def keys_to_look_up(
     warehouse: Warehouse, data_source_uuid: str | None, extract: ExtractReport
 ) -> list[BillingKey]:
     """The paying customers the run needs: those of the valid conversions not merged yet."""
-    conversions = read_conversions(extract[Entity.CONVERSION])
+    conversions = read_conversions(warehouse, extract[Entity.CONVERSION])
     if not conversions or not data_source_uuid:
         return []
     state = load_state(warehouse, Entity.CONVERSION, data_source_uuid)

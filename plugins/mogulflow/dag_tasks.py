@@ -180,11 +180,12 @@ def record_run_task(
         _leave_account_for_alerts(ti, result)
         with _warehouse() as warehouse:
             account.write_run(warehouse, result, data_source=(run.data_source_name, pulled[data_source_task]))
+            if not result.failed:  # a failed run keeps its parts: its cleared tasks read them again
+                staging.remove_run(warehouse, run.dag_id, run.run_id)
         if result.failed:
             from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException(f"run {run.run_id} failed: {result.summary.message}")
-        staging.remove_run_folder(run.dag_id, run.run_id)
         return {"outcome": str(result.summary.outcome), "message": result.summary.message}
 
     return record_run

@@ -197,7 +197,7 @@ def merge_conversions(
     A conversion the state records as merged is left alone without an API call. Each merge is
     checkpointed as soon as ChartMogul accepts it (202), so a retried task does not merge again.
     """
-    conversions = read_conversions(extract[Entity.CONVERSION])
+    conversions = read_conversions(warehouse, extract[Entity.CONVERSION])
     paying_by_key = {customer.key: customer for customer in lookup.found}
     outcomes: list[MergeOutcome] = []
     if conversions and not data_source_uuid:

@@ -27,7 +27,7 @@ def write_rejects(
     ensure_tables(warehouse)
     written: dict[Entity, int] = {}
     for entity, part in extract.parts.items():
-        staged = read_rejects(part)
+        staged = read_rejects(warehouse, part)
         written[entity] = record_rejects(
             warehouse,
             run_id=settings.run_id,

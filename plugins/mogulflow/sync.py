@@ -70,7 +70,7 @@ def extract_and_validate(
     """
     ensure_tables(warehouse)
     now = settings.started_at
-    folder = staging.run_folder(settings.dag_id, settings.run_id)
+    run_staging = staging.for_run(warehouse, settings.dag_id, settings.run_id)
 
     def chunks(entity: Entity) -> Iterator[pd.DataFrame]:
         # The validators normalise chunk by chunk: a raw extract never sits in memory whole.
@@ -78,10 +78,10 @@ def extract_and_validate(
 
     def validate(entity: Entity, rows: Iterable[pd.DataFrame], rules: Sequence[Rule]) -> Validation:
         # Valid rows are staged chunk by chunk as they pass: the whole extract never sits in memory.
-        parts = staging.ValidParts(folder, entity)
+        parts = run_staging.valid_parts(entity)
         found = validate_into(rows, SOURCE_TABLES[entity], rules, parts)
-        staged[entity] = staging.stage_rejects(
-            folder, entity, found.rejected, found.extracted, found.valid, parts.finish()
+        staged[entity] = run_staging.stage_rejects(
+            entity, found.rejected, found.extracted, found.valid, parts.finish()
         )
         return found
 
@@ -134,7 +134,7 @@ def _versions(frame: pd.DataFrame, id_column: str) -> dict[str, datetime]:
 
 
 def _valid_rows(inputs: StepInputs, entity: Entity, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    return staging.read_frame(inputs.extract[entity].valid_path, columns=columns)
+    return staging.read_frame(inputs.warehouse, inputs.extract[entity].valid_path, columns=columns)
 
 
 def _plan_plans(inputs: StepInputs, state: SyncState) -> PlannedLoad:
@@ -158,8 +158,8 @@ def _plan_customers(inputs: StepInputs, state: SyncState) -> PlannedLoad:
     empty_leads: list[pd.DataFrame] = []
 
     def chunk_plans() -> Iterator[SyncPlan]:
-        # Leads are planned ~100,000 at a time: a million payloads never sit in memory at once.
-        for leads in staging.iter_frames(inputs.extract[Entity.LEAD].valid_path):
+        # Leads are planned one staged part at a time: a million payloads never sit in memory at once.
+        for leads in staging.iter_frames(inputs.warehouse, inputs.extract[Entity.LEAD].valid_path):
             empty_leads[:] = [leads.iloc[:0]]
             # Only this chunk's leads' first trials: the earlier leads are re-dated once, below.
             mine = first_trials.reindex(leads["lead_id"].to_numpy()).dropna()
@@ -197,8 +197,8 @@ def _as_trials(first_trials: pd.Series) -> pd.DataFrame:
 
 def _plan_invoices(inputs: StepInputs, state: SyncState) -> PlannedLoad:
     def chunk_plans() -> Iterator[SyncPlan]:
-        # Trials are planned ~100,000 at a time, as the customers are.
-        for trials in staging.iter_frames(inputs.extract[Entity.TRIAL].valid_path):
+        # Trials are planned one staged part at a time, as the customers are.
+        for trials in staging.iter_frames(inputs.warehouse, inputs.extract[Entity.TRIAL].valid_path):
             # run_id: invoices the customers step imported with their new customer count as created here.
             yield plan_sync(
                 Entity.TRIAL,
