@@ -36,7 +36,9 @@ CONVERSION_ENTITIES = (Entity.CONVERSION,)
 # down fails the preflight as an outage, which Airflow retries with the task.
 PING_RETRY = RetryPolicy(max_attempts=3, max_elapsed=20.0)
 # A column of mogulflow's own table, as mogulflow_tables.sql declares it: "    name  TYPE ...".
-_DECLARED_COLUMN = re.compile(r"^\s+([a-z_]+)\s+(TEXT|TIMESTAMP|BOOLEAN|BIGINT)\b", re.MULTILINE)
+_DECLARED_COLUMN = re.compile(
+    r"^\s+([a-z_]+)\s+(TEXT|TIMESTAMP|BOOLEAN|BIGINT|INTEGER|DOUBLE|DATE|BLOB)\b", re.MULTILINE
+)
 _DECLARED_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\);", re.DOTALL)
 
 
@@ -104,7 +106,7 @@ def check_setup(
         problems.append(_problem(f"connection {warehouse_conn_id}", error))
         return PreflightReport(tuple(checked), tuple(problems))
     try:
-        checked.append(f"connection {warehouse_conn_id}: opened ({warehouse.dialect})")
+        checked.append(f"connection {warehouse_conn_id}: opened ({warehouse.dialect.name})")
         own = _check_own_tables(warehouse)
         problems += own
         if not own:
@@ -164,11 +166,9 @@ def _check_extract(warehouse: Warehouse, table: SourceTable) -> list[Problem]:
 def _compare_source_table(warehouse: Warehouse, table: SourceTable) -> list[Problem]:
     """Every column of the contract's source table that the warehouse lacks (or the missing table)."""
     name = table.entity.table
-    found = warehouse.query_frame(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = :table_name",
-        {"table_name": name},
-    )
-    if found.empty:
+    # The warehouse's own catalog query: scoped to its schema, and upper-case names on Snowflake.
+    present = {column.lower() for column in warehouse.column_names(name)}
+    if not present:
         return [
             Problem(
                 f"table {name}",
@@ -176,7 +176,6 @@ def _compare_source_table(warehouse: Warehouse, table: SourceTable) -> list[Prob
                 f"point {TEMPLATES[table.entity]} at your table",
             )
         ]
-    present = {str(column).lower() for column in found["column_name"]}
     return [
         Problem(
             f"table {name}",

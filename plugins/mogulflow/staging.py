@@ -217,7 +217,7 @@ def configured_store(warehouse: Warehouse) -> PartStore:
 
 def _duckdb_file(warehouse: Warehouse) -> str | None:
     """The file of a DuckDB warehouse (None for PostgreSQL or an in-memory DuckDB)."""
-    if warehouse.dialect != "duckdb":
+    if warehouse.dialect.name != "duckdb":
         return None
     return warehouse.scalar("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
 
