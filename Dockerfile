@@ -29,7 +29,6 @@ RUN sed -E 's/\[[^]]*\]//' /tmp/requirements.txt > /tmp/constraints.txt \
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 COPY --chown=airflow:0 include/sql/ /opt/airflow/include/sql/
 # owned by airflow, so that the compose file's named volumes mounted here start out writable
-RUN mkdir -p /opt/airflow/secrets /opt/airflow/staging /opt/airflow/sandbox \
+RUN mkdir -p /opt/airflow/secrets /opt/airflow/sandbox \
  && chmod 700 /opt/airflow/secrets
-ENV MOGULFLOW_SQL_DIR=/opt/airflow/include/sql \
-    MOGULFLOW_STAGING_DIR=/opt/airflow/staging
+ENV MOGULFLOW_SQL_DIR=/opt/airflow/include/sql

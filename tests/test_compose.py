@@ -195,8 +195,9 @@ def test_the_cluster_the_readme_promises():
         for key in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"):
             assert env[f"{key}_CMD"].startswith("cat /opt/airflow/secrets/")
         assert "airflow-secrets:/opt/airflow/secrets" in service["volumes"]
-        assert env["MOGULFLOW_STAGING_DIR"] == "/opt/airflow/staging"
-        assert "mogulflow-staging:/opt/airflow/staging" in service["volumes"]
+        # hand-offs go through the warehouse (or an object store), never a folder workers would share
+        assert "MOGULFLOW_STAGING_DIR" not in env and env["MOGULFLOW_STAGING_URL"] == ""
+        assert not [volume for volume in service["volumes"] if "staging" in volume]
         if name != "airflow-init":
             assert service["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
     assert services["postgres"]["image"].startswith("postgres:")
