@@ -150,7 +150,9 @@ def group_ids(ids: np.ndarray, hashes: np.ndarray) -> np.ndarray:
     order = np.argsort(hashes, kind="stable")
     ordered = hashes[order]
     same_hash = ordered[1:] == ordered[:-1]
-    if np.any(same_hash & (ids[order[1:]] != ids[order[:-1]])):
+    del ordered
+    pairs = np.flatnonzero(same_hash)  # duplicates, mostly: only those ids are compared
+    if np.any(ids[order[pairs + 1]] != ids[order[pairs]]):
         return np.unique(ids, return_inverse=True)[1]  # a collision: never seen, but exact
     groups = np.empty(len(ids), dtype=np.int64)
     groups[order] = np.cumsum(np.r_[True, ~same_hash]) - 1
