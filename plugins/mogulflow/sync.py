@@ -186,7 +186,8 @@ def _first_trial_starts(inputs: StepInputs) -> FirstTrialStarts:
     ids: list[np.ndarray] = []
     hashes: list[np.ndarray] = []
     starts: list[np.ndarray] = []
-    for trials in staging.iter_frames(inputs.extract[Entity.TRIAL].valid_path, ["lead_id", "started_at"]):
+    valid_path = inputs.extract[Entity.TRIAL].valid_path
+    for trials in staging.iter_frames(valid_path, columns=["lead_id", "started_at"]):
         first = trials.groupby("lead_id", sort=False)["started_at"].min().dropna()
         lead_ids = first.index.to_numpy(dtype=object)
         ids.append(as_id_array(lead_ids))
@@ -226,7 +227,7 @@ def _plan_customers(inputs: StepInputs, state: SyncState) -> PlannedLoad:
     redated: list[CustomerPayload] = []
     if previous and len(first_trials.leads):
         # Earlier leads (not in this run) whose first trial arrived now.
-        lead_ids = staging.iter_frames(inputs.extract[Entity.LEAD].valid_path, ["lead_id"])
+        lead_ids = staging.iter_frames(inputs.extract[Entity.LEAD].valid_path, columns=["lead_id"])
         in_run = KnownIds.of(np.concatenate([as_id_array(chunk["lead_id"]) for chunk in lead_ids]))
         _, redated = with_earlier_lead_dates(empty_leads[0], first_trials.besides(in_run), previous)
     redate = plan_sync(
@@ -297,18 +298,25 @@ def _new_customers_invoices(
     inputs: StepInputs, data_source_uuid: str, new_leads: set[str]
 ) -> list[PlannedCreate]:
     """The new trial invoices of new customers whose plan is synced: they travel in the customer's import."""
-    trials = _valid_rows(inputs, Entity.TRIAL)
-    trials = trials[trials["lead_id"].isin(new_leads)]
-    if trials.empty:
-        return []
     warehouse = inputs.warehouse
-    synced_plans = synced_ids(warehouse, Entity.PLAN, data_source_uuid)
-    trials = trials[trials["plan_id"].isin(synced_plans)]
-    state = load_state(warehouse, Entity.TRIAL, data_source_uuid)
-    plan = plan_sync(
-        Entity.TRIAL, build_trial_invoices(trials), state, versions=_versions(trials, "trial_id")
-    )
-    return list(plan.creates)
+    leads = KnownIds.of(new_leads)
+    plans: KnownIds | None = None
+    state: SyncState = {}
+    creates: list[PlannedCreate] = []
+    # One staged part at a time (planned row by row, so as a whole): not every valid trial at once.
+    for trials in staging.iter_frames(inputs.extract[Entity.TRIAL].valid_path):
+        trials = trials.loc[leads.contains(trials["lead_id"])]
+        if trials.empty:
+            continue
+        if plans is None:
+            plans = KnownIds.of(synced_ids(warehouse, Entity.PLAN, data_source_uuid))
+            state = load_state(warehouse, Entity.TRIAL, data_source_uuid)
+        trials = trials.loc[plans.contains(trials["plan_id"])]
+        plan = plan_sync(
+            Entity.TRIAL, build_trial_invoices(trials), state, versions=_versions(trials, "trial_id")
+        )
+        creates.extend(plan.creates)
+    return creates
 
 
 def _bulk_customers(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) -> BulkOutcome:
