@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from mogulflow import staging
@@ -46,7 +48,7 @@ from mogulflow.transform import (
     with_earlier_lead_dates,
 )
 from mogulflow.validate import Validation, lead_rules, plan_rules, trial_rules, validate_into
-from mogulflow.validation_rules import Rule
+from mogulflow.validation_rules import KnownIds, Rule, as_id_array, group_ids, id_hashes
 from mogulflow.waiting import without_still_waiting
 from mogulflow.warehouse import Warehouse
 
@@ -55,6 +57,10 @@ log = logging.getLogger(__name__)
 LOADED_ENTITIES = (Entity.PLAN, Entity.LEAD, Entity.TRIAL)
 # What a lead still owns once merged into its paying customer: the funnel dates.
 LEAD_DATE_FIELDS = ("lead_created_at", "free_trial_started_at")
+# Rows per extract chunk, so per staged part and per planning chunk. A chunk's strings, pandera's
+# pass and its payloads are what the steps hold beyond a few arrays of ids: 50,000 rather than the
+# warehouse's default 100,000 takes ~80 MiB off a 1M-lead dry run's peak for a few more pandera calls.
+EXTRACT_CHUNK_ROWS = 50_000
 
 
 # ---- extract and validate ---------------------------------------------------------------------
@@ -74,7 +80,13 @@ def extract_and_validate(
 
     def chunks(entity: Entity) -> Iterator[pd.DataFrame]:
         # The validators normalise chunk by chunk: a raw extract never sits in memory whole.
-        return iter_entity_chunks(warehouse, entity, settings.window, data_source_uuid=data_source_uuid)
+        return iter_entity_chunks(
+            warehouse,
+            entity,
+            settings.window,
+            data_source_uuid=data_source_uuid,
+            chunk_rows=EXTRACT_CHUNK_ROWS,
+        )
 
     def validate(entity: Entity, rows: Iterable[pd.DataFrame], rules: Sequence[Rule]) -> Validation:
         # Valid rows are staged chunk by chunk as they pass: the whole extract never sits in memory.
@@ -90,8 +102,8 @@ def extract_and_validate(
     known_plans = validate(Entity.PLAN, chunks(Entity.PLAN), plan_rules(now)).valid_ids()
     waiting: set[str] = set()
     if data_source_uuid:
-        known_leads |= synced_ids(warehouse, Entity.LEAD, data_source_uuid)
-        known_plans |= synced_ids(warehouse, Entity.PLAN, data_source_uuid)
+        known_leads = known_leads.union(synced_ids(warehouse, Entity.LEAD, data_source_uuid))
+        known_plans = known_plans.union(synced_ids(warehouse, Entity.PLAN, data_source_uuid))
         waiting = ids_with_status(warehouse, Entity.TRIAL, data_source_uuid, (SyncStatus.WAITING,))
     trial_rows = (
         without_still_waiting(
@@ -149,11 +161,51 @@ def _sample_size(inputs: StepInputs) -> int | None:
     return SAMPLE_SIZE if inputs.settings.dry_run else None
 
 
+@dataclass(frozen=True)
+class FirstTrialStarts:
+    """Each lead's earliest trial start among the run's valid trials: what the lead-date default
+    rule reads. In numpy arrays, not a frame indexed by lead id (see `KnownIds`)."""
+
+    leads: KnownIds
+    starts: np.ndarray  # naive UTC datetime64, aligned with `leads.ids`
+
+    def of_leads(self, lead_ids: pd.Series) -> pd.DataFrame:
+        """The `lead_id, started_at` rows (UTC) of those of `lead_ids` that have a trial."""
+        at = self.leads.positions(lead_ids)
+        has = at >= 0
+        return _as_trials(lead_ids.to_numpy(dtype=object)[has], self.starts[at[has]])
+
+    def besides(self, lead_ids: KnownIds) -> pd.DataFrame:
+        """The `lead_id, started_at` rows of the leads not among `lead_ids`."""
+        other = ~lead_ids.contains(self.leads.ids, self.leads.hashes)
+        return _as_trials(self.leads.ids[other].astype(object), self.starts[other])
+
+
+def _first_trial_starts(inputs: StepInputs) -> FirstTrialStarts:
+    """Read the staged trials' `lead_id, started_at` chunk by chunk; keep the earliest per lead."""
+    ids: list[np.ndarray] = []
+    hashes: list[np.ndarray] = []
+    starts: list[np.ndarray] = []
+    valid_path = inputs.extract[Entity.TRIAL].valid_path
+    for trials in staging.iter_frames(inputs.warehouse, valid_path, columns=["lead_id", "started_at"]):
+        first = trials.groupby("lead_id", sort=False)["started_at"].min().dropna()
+        lead_ids = first.index.to_numpy(dtype=object)
+        ids.append(as_id_array(lead_ids))
+        hashes.append(id_hashes(lead_ids))
+        starts.append(first.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy())
+    every_id, every_hash, every_start = np.concatenate(ids), np.concatenate(hashes), np.concatenate(starts)
+    del ids, hashes, starts
+    # A lead's trials may lie in several chunks: the earliest start of each lead across them.
+    groups = group_ids(every_id, every_hash)
+    order = np.lexsort((every_start, groups))
+    earliest = order[np.r_[True, groups[order][1:] != groups[order][:-1]]] if len(order) else order
+    leads, by_hash = KnownIds.indexing(every_id[earliest], every_hash[earliest])
+    return FirstTrialStarts(leads, every_start[earliest][by_hash])
+
+
 def _plan_customers(inputs: StepInputs, state: SyncState) -> PlannedLoad:
-    # The lead-date default rule needs only each lead's earliest trial start: one row per lead.
-    trials = _valid_rows(inputs, Entity.TRIAL, columns=["lead_id", "started_at"])
-    first_trials = trials.groupby("lead_id", sort=False)["started_at"].min()
-    del trials
+    # The lead-date default rule needs only each lead's earliest trial start: one entry per lead.
+    first_trials = _first_trial_starts(inputs)
     previous = {external_id: entry.payload for external_id, entry in state.items() if entry.payload}
     empty_leads: list[pd.DataFrame] = []
 
@@ -162,8 +214,7 @@ def _plan_customers(inputs: StepInputs, state: SyncState) -> PlannedLoad:
         for leads in staging.iter_frames(inputs.warehouse, inputs.extract[Entity.LEAD].valid_path):
             empty_leads[:] = [leads.iloc[:0]]
             # Only this chunk's leads' first trials: the earlier leads are re-dated once, below.
-            mine = first_trials.reindex(leads["lead_id"].to_numpy()).dropna()
-            in_run, _ = with_earlier_lead_dates(leads, _as_trials(mine), previous)
+            in_run, _ = with_earlier_lead_dates(leads, first_trials.of_leads(leads["lead_id"]), previous)
             yield plan_sync(
                 Entity.LEAD,
                 in_run,
@@ -174,11 +225,13 @@ def _plan_customers(inputs: StepInputs, state: SyncState) -> PlannedLoad:
 
     plan, counts = merge_plans(Entity.LEAD, chunk_plans(), keep=_sample_size(inputs))
     redated: list[CustomerPayload] = []
-    if previous and not first_trials.empty:
+    if previous and len(first_trials.leads):
         # Earlier leads (not in this run) whose first trial arrived now.
-        in_run = _valid_rows(inputs, Entity.LEAD, columns=["lead_id"])["lead_id"]
-        earlier = first_trials[~first_trials.index.isin(in_run)]
-        _, redated = with_earlier_lead_dates(empty_leads[0], _as_trials(earlier), previous)
+        lead_ids = staging.iter_frames(
+            inputs.warehouse, inputs.extract[Entity.LEAD].valid_path, columns=["lead_id"]
+        )
+        in_run = KnownIds.of(np.concatenate([as_id_array(chunk["lead_id"]) for chunk in lead_ids]))
+        _, redated = with_earlier_lead_dates(empty_leads[0], first_trials.besides(in_run), previous)
     redate = plan_sync(
         Entity.LEAD,
         redated,
@@ -189,10 +242,11 @@ def _plan_customers(inputs: StepInputs, state: SyncState) -> PlannedLoad:
     return PlannedLoad(plan, redate, counts if inputs.settings.dry_run else None)
 
 
-def _as_trials(first_trials: pd.Series) -> pd.DataFrame:
-    """Earliest trial start by lead id as the `lead_id, started_at` frame the lead-date rule reads."""
-    # reset_index keeps the UTC datetime dtype (to_numpy would give a Timestamp object per row).
-    return first_trials.rename_axis("lead_id").rename("started_at").reset_index()
+def _as_trials(lead_ids: np.ndarray, starts: np.ndarray) -> pd.DataFrame:
+    """Earliest trial starts (naive UTC) by lead id as the `lead_id, started_at` frame the lead-date
+    rule reads."""
+    started_at = pd.Series(starts).dt.tz_localize("UTC")
+    return pd.DataFrame({"lead_id": pd.Series(lead_ids, dtype=object), "started_at": started_at})
 
 
 def _plan_invoices(inputs: StepInputs, state: SyncState) -> PlannedLoad:
@@ -246,18 +300,25 @@ def _new_customers_invoices(
     inputs: StepInputs, data_source_uuid: str, new_leads: set[str]
 ) -> list[PlannedCreate]:
     """The new trial invoices of new customers whose plan is synced: they travel in the customer's import."""
-    trials = _valid_rows(inputs, Entity.TRIAL)
-    trials = trials[trials["lead_id"].isin(new_leads)]
-    if trials.empty:
-        return []
     warehouse = inputs.warehouse
-    synced_plans = synced_ids(warehouse, Entity.PLAN, data_source_uuid)
-    trials = trials[trials["plan_id"].isin(synced_plans)]
-    state = load_state(warehouse, Entity.TRIAL, data_source_uuid)
-    plan = plan_sync(
-        Entity.TRIAL, build_trial_invoices(trials), state, versions=_versions(trials, "trial_id")
-    )
-    return list(plan.creates)
+    leads = KnownIds.of(new_leads)
+    plans: KnownIds | None = None
+    state: SyncState = {}
+    creates: list[PlannedCreate] = []
+    # One staged part at a time (planned row by row, so as a whole): not every valid trial at once.
+    for trials in staging.iter_frames(warehouse, inputs.extract[Entity.TRIAL].valid_path):
+        trials = trials.loc[leads.contains(trials["lead_id"])]
+        if trials.empty:
+            continue
+        if plans is None:
+            plans = KnownIds.of(synced_ids(warehouse, Entity.PLAN, data_source_uuid))
+            state = load_state(warehouse, Entity.TRIAL, data_source_uuid)
+        trials = trials.loc[plans.contains(trials["plan_id"])]
+        plan = plan_sync(
+            Entity.TRIAL, build_trial_invoices(trials), state, versions=_versions(trials, "trial_id")
+        )
+        creates.extend(plan.creates)
+    return creates
 
 
 def _bulk_customers(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) -> BulkOutcome:

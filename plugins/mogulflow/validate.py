@@ -31,8 +31,12 @@ from mogulflow.source_tables import CONVERSIONS, LEADS, PLANS, TRIALS, SourceTab
 from mogulflow.validation_rules import (
     COMMON_EMAIL,
     PRESENT,
+    KnownIds,
     Rule,
+    as_id_array,
     conversion_rules,
+    group_ids,
+    id_hashes,
     is_valid_email,
     lead_rules,
     plan_rules,
@@ -113,12 +117,13 @@ class Validation:
     rejected: tuple[RejectedRow, ...]
     extracted: int
     valid: int
-    ids: pd.Series  # every extracted row's id, normalised
+    ids: np.ndarray  # every extracted row's id, normalised, as `as_id_array` gives them
+    id_hashes: np.ndarray  # their `id_hashes`
     is_valid: np.ndarray  # mask over `ids`
 
-    def valid_ids(self) -> set[str]:
-        """The ids of the valid rows."""
-        return set(self.ids[self.is_valid].to_numpy(dtype=object))
+    def valid_ids(self) -> KnownIds:
+        """The ids of the valid rows (distinct: duplicates were reduced)."""
+        return KnownIds.of_distinct(self.ids[self.is_valid], self.id_hashes[self.is_valid])
 
 
 class _Frames:
@@ -151,12 +156,14 @@ def validate_into(chunks: Extract, table: SourceTable, rules: Sequence[Rule], si
     """Validate an extract chunk by chunk; the rows that pass go to `sink` as each chunk is done.
 
     Every rule but the reduction of duplicates is row-local, so each chunk is normalised and checked
-    on its own and only its ids and recency stay in memory: a million normalised leads never sit in
-    memory at once. Duplicates are then decided over those small arrays; a losing row is rejected as
-    a duplicate only (its other failures dropped) and taken out of the sink's part again.
+    on its own and only its ids (as `as_id_array` and `id_hashes` give them: no Python object per
+    id) and recency stay in memory: a million normalised leads never sit in memory at once.
+    Duplicates are then decided over those small arrays; a losing row is rejected as a duplicate
+    only (its other failures dropped) and taken out of the sink's part again.
     """
     id_column = table.entity.id_column
-    ids: list[pd.Series] = []
+    ids: list[np.ndarray] = []
+    hashes: list[np.ndarray] = []
     stamps: list[np.ndarray] = []
     failures: list[pd.DataFrame] = []
     passed: list[np.ndarray] = []  # by part: the positions (in the extract) of the rows handed over
@@ -168,7 +175,8 @@ def validate_into(chunks: Extract, table: SourceTable, rules: Sequence[Rule], si
             first = data
         if not len(data):
             continue  # an empty chunk adds nothing (the first one still gives an empty extract's columns)
-        ids.append(data[id_column])
+        ids.append(as_id_array(data[id_column]))
+        hashes.append(id_hashes(data[id_column]))
         recency = data[table.recency]
         stamps.append(np.where(recency.isna(), _OLDEST, recency.to_numpy("int64", na_value=0)))
         broken = _broken_rules(data, table, rules)
@@ -184,11 +192,13 @@ def validate_into(chunks: Extract, table: SourceTable, rules: Sequence[Rule], si
         raise ValueError(f"the {table.entity.value} extract gave no frame at all, not even an empty one")
     if not extracted:
         sink.append(first)
-        ids.append(first[id_column])
+        ids.append(as_id_array(first[id_column]))
+        hashes.append(id_hashes(first[id_column]))
 
-    every_id = ids[0] if len(ids) == 1 else pd.concat(ids, ignore_index=True)
+    every_id, every_hash = np.concatenate(ids), np.concatenate(hashes)
+    del ids, hashes
     every_stamp = np.concatenate(stamps) if stamps else np.empty(0, dtype=np.int64)
-    winners, duplicates = _reduce_duplicates(every_id, every_stamp, table)
+    winners, duplicates = _reduce_duplicates(every_id, every_hash, every_stamp, table)
     broken = pd.concat([*failures, _NO_FAILURES], ignore_index=True)
     broken = broken[winners[broken["position"].to_numpy(dtype=np.int64)]]  # a loser is just a duplicate
     found = pd.concat([duplicates, broken], ignore_index=True)
@@ -200,7 +210,7 @@ def validate_into(chunks: Extract, table: SourceTable, rules: Sequence[Rule], si
             sink.drop(part, losers)
     is_valid = winners.copy()
     is_valid[found["position"].to_numpy()] = False
-    return Validation(table.entity, rejected, extracted, int(is_valid.sum()), every_id, is_valid)
+    return Validation(table.entity, rejected, extracted, int(is_valid.sum()), every_id, every_hash, is_valid)
 
 
 # One row per broken rule of a rejected row; `order` sorts a row's failures (column order, then rule order).
@@ -255,16 +265,18 @@ def _normalised_text(values: pd.Series, *, upper: bool) -> pd.Series:
 
 
 def _reduce_duplicates(
-    ids: pd.Series, stamps: np.ndarray, table: SourceTable
+    ids: np.ndarray, hashes: np.ndarray, stamps: np.ndarray, table: SourceTable
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Which rows survive the reduction by id (mask), and a failure for each other row.
 
-    `stamps`: each row's `table.recency` in microseconds (`_OLDEST` where missing). Rows without an
-    id are kept for validation (they fail `PRESENT`). Among rows sharing an id, the latest recency
-    wins (a missing one counts as oldest); on a tie, the later row does.
+    `ids`: as `as_id_array` gives them, `hashes` their `id_hashes`; `stamps`: each row's
+    `table.recency` in microseconds (`_OLDEST` where missing). Rows without an id are kept for
+    validation (they fail `PRESENT`). Among rows sharing an id, the latest recency wins (a missing
+    one counts as oldest); on a tie, the later row does.
     """
     id_column = table.entity.id_column
-    codes, _ = pd.factorize(ids)  # -1 for a missing id
+    codes = group_ids(ids, hashes)
+    codes[ids == ""] = -1  # a missing id
     positions = np.arange(len(ids))
     order = np.lexsort((positions, stamps, codes))
     is_last = np.ones(len(order), dtype=bool)
@@ -342,7 +354,7 @@ def _broken_rules(data: pd.DataFrame, table: SourceTable, rules: Sequence[Rule])
     return pd.concat(parts, ignore_index=True)
 
 
-def _rejected_rows(entity: Entity, ids: pd.Series, failures: pd.DataFrame) -> tuple[RejectedRow, ...]:
+def _rejected_rows(entity: Entity, ids: np.ndarray, failures: pd.DataFrame) -> tuple[RejectedRow, ...]:
     """One `RejectedRow` per failing position, its failures in `failures`' order (sorted by position)."""
     if failures.empty:
         return ()
@@ -357,14 +369,14 @@ def _rejected_rows(entity: Entity, ids: pd.Series, failures: pd.DataFrame) -> tu
             failures["field"], failures["rule"], found, failures["kind"], strict=True
         )
     ]
-    source_ids = ids.iloc[positions[starts]].astype(object).to_numpy()
+    source_ids = ids[positions[starts]].tolist()
     rejected = []
     for start, end, source_id in zip(starts, ends, source_ids, strict=True):
         row_failures = tuple(every[start:end])
         rejected.append(
             RejectedRow(
                 entity=entity,
-                source_id=None if pd.isna(source_id) else str(source_id),
+                source_id=source_id or None,
                 reason="; ".join(f.describe() for f in row_failures),
                 failures=row_failures,
             )
