@@ -75,11 +75,10 @@ def test_group_ids_gives_equal_ids_equal_groups():
 
 def staged(tmp_path, entity: Entity, chunks: list[pd.DataFrame], rules) -> StagedExtract:
     """Validate `chunks` into staged Parquet parts (one per chunk), as `extract_and_validate` does."""
-    parts = staging.ValidParts(tmp_path, entity)
+    run = staging.RunStaging(staging.ObjectStoreParts(tmp_path.as_uri()), "dag", "run")
+    parts = run.valid_parts(entity)
     found = validate_into(iter(chunks), SOURCE_TABLES[entity], rules, parts)
-    return staging.stage_rejects(
-        tmp_path, entity, found.rejected, found.extracted, found.valid, parts.finish()
-    )
+    return run.stage_rejects(entity, found.rejected, found.extracted, found.valid, parts.finish())
 
 
 def test_a_leads_trials_in_different_staged_parts_date_it_by_the_earliest(tmp_path):
