@@ -4,7 +4,7 @@ license and its provider entry point, and works in an Airflow environment that h
 The slow test builds the wheel (sdist first, then the wheel from the sdist, as `uv build` does),
 installs it into a fresh venv beside only `apache-airflow==3.3.2` (the resolver picks the newest
 versions inside the declared ranges, not the pins of requirements.txt), and imports the hook and
-both DAG files there, away from this checkout.
+every DAG file there, away from this checkout.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from repo_paths import REPO
 
 UV = Path(sys.executable).with_name("uv")
 AIRFLOW_PIN = "apache-airflow==3.3.2"
-DAG_IDS = ["chartmogul_leads_trials", "chartmogul_merge_converted_leads"]
+DAG_IDS = ["chartmogul_leads_trials", "chartmogul_merge_converted_leads", "chartmogul_reconcile"]
 
 # Run inside the clean venv: nothing of this checkout is on its path.
 PROBE = """
@@ -151,7 +151,7 @@ def test_wheel_carries_the_license_the_entry_point_and_the_dependencies(built):
 
 
 @pytest.mark.slow
-def test_wheel_in_a_clean_airflow_venv_imports_the_hook_and_both_dags(built, tmp_path):
+def test_wheel_in_a_clean_airflow_venv_imports_the_hook_and_every_dag(built, tmp_path):
     venv = tmp_path / "venv"
     python = venv / "bin" / "python"
     subprocess.run([str(UV), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
