@@ -7,6 +7,7 @@ this repository's dags/ and plugins/, no examples.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -61,6 +62,15 @@ def sandbox() -> Iterator:
 
     with SandboxServer(port=0) as server:
         yield server
+
+
+@pytest.fixture
+def connections(monkeypatch, sandbox, warehouse_path) -> None:
+    """`chartmogul_default` → the sandbox, `warehouse_default` → the DuckDB warehouse (as env vars)."""
+    from airflow_setup import chartmogul_connection, duckdb_connection
+
+    monkeypatch.setenv("AIRFLOW_CONN_CHARTMOGUL_DEFAULT", json.dumps(chartmogul_connection(sandbox.url)))
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps(duckdb_connection(warehouse_path)))
 
 
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}

@@ -9,25 +9,17 @@ triggerer fires it (Airflow's own `CallbackTrigger`), with the context a missed 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import timedelta
 
 import pytest
+from airflow_setup import FULL_REFRESH_CONF
 from repo_paths import REPO
 from slack_double import slack_webhook
 
 DAG_IDS = ("chartmogul_leads_trials", "chartmogul_merge_converted_leads")
 SLACK_ENV = "AIRFLOW_CONN_MOGULFLOW_SLACK"
-# dag.test() writes a run's conf into the DAG's own Param objects, so every run names every param.
-DEFAULT_CONF = {
-    "full_refresh": True,
-    "start": None,
-    "end": None,
-    "dry_run": False,
-    "data_source_name": "Leads",
-    "max_reject_ratio": 0.5,
-}
+DEFAULT_CONF = FULL_REFRESH_CONF
 
 
 @pytest.fixture
@@ -40,17 +32,6 @@ def slack(monkeypatch):
 @pytest.fixture
 def no_slack(monkeypatch):
     monkeypatch.delenv(SLACK_ENV, raising=False)
-
-
-@pytest.fixture
-def connections(monkeypatch, sandbox, warehouse_path):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
-        json.dumps({"conn_type": "chartmogul", "host": sandbox.url, "password": "test-key-abcdef"}),
-    )
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "duckdb", "host": str(warehouse_path)})
-    )
 
 
 @pytest.fixture(scope="module")

@@ -11,18 +11,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from airflow_setup import FULL_REFRESH_CONF
 from repo_paths import REPO
 
 pytestmark = pytest.mark.slow
 
-CONF = {
-    "full_refresh": True,
-    "start": None,
-    "end": None,
-    "dry_run": False,
-    "data_source_name": "Leads",
-    "max_reject_ratio": 0.5,
-}
+CONF = FULL_REFRESH_CONF
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from airflow_setup import postgres_connection
 from cluster import WORKERS, Cluster, load_sample_warehouse, throwaway_database
 from repo_paths import REPO
 
@@ -94,15 +95,7 @@ def setup(request: pytest.FixtureRequest, postgres_server: dict) -> Iterator[Set
                     "extra": {"requests_per_second": 100},
                 }
             ),
-            "AIRFLOW_CONN_WAREHOUSE_DEFAULT": json.dumps(
-                {
-                    "conn_type": "postgres",
-                    "host": dsn["host"],
-                    "port": dsn["port"],
-                    "login": dsn["user"],
-                    "schema": dsn["dbname"],
-                }
-            ),
+            "AIRFLOW_CONN_WAREHOUSE_DEFAULT": json.dumps(postgres_connection(dsn)),
         }
         scratch = REPO / "var" / f"cluster-{time.strftime('%Y%m%dT%H%M%S')}"
         # One retry per task: the second test loses a worker mid-task (the first asserts no task needed it).

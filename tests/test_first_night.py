@@ -12,6 +12,7 @@ import time
 
 import duckdb
 import pytest
+from airflow_setup import postgres_connection
 from repo_paths import REPO
 from sample_rows import build_warehouse
 
@@ -302,13 +303,7 @@ def test_a_postgres_warehouse_without_a_column_fails_in_seconds(airflow_db, keye
     with psycopg2.connect(**postgres_database) as connection, connection.cursor() as cursor:
         cursor.execute((REPO / "include" / "sql" / "schema.sql").read_text())
         cursor.execute("ALTER TABLE leads DROP COLUMN email")
-    warehouse = {
-        "conn_type": "postgres",
-        "host": postgres_database["host"],
-        "port": postgres_database["port"],
-        "login": postgres_database["user"],
-        "schema": postgres_database["dbname"],
-    }
+    warehouse = postgres_connection(postgres_database)
     seconds, output = dags_test(warehouse, chartmogul(keyed_sandbox))
 
     assert seconds < RETRIED_AT_LEAST_ONCE_SECONDS and "up_for_retry" not in output.lower()

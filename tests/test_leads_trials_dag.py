@@ -6,24 +6,11 @@ out here, so each assertion reads as the contract's mapping and validation rules
 
 from __future__ import annotations
 
-import json
-
 import duckdb
 import pytest
 from repo_paths import REPO
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def connections(monkeypatch, sandbox, warehouse_path):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
-        json.dumps({"conn_type": "chartmogul", "host": sandbox.url, "password": "test-key-abcdef"}),
-    )
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "duckdb", "host": str(warehouse_path)})
-    )
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import json
 
 import psycopg
 import pytest
+from airflow_setup import postgres_connection
 from repo_paths import REPO
 from sample_rows import build_postgres_warehouse
 
@@ -21,15 +22,7 @@ def connections(monkeypatch, sandbox, postgres_database):
     )
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAREHOUSE_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "postgres",
-                "host": postgres_database["host"],
-                "port": postgres_database["port"],
-                "login": postgres_database["user"],
-                "schema": postgres_database["dbname"],
-            }
-        ),
+        json.dumps(postgres_connection(postgres_database)),
     )
     return postgres_database
 

@@ -9,6 +9,7 @@ import subprocess
 
 import psycopg
 import pytest
+from airflow_setup import FULL_REFRESH_CONF, chartmogul_connection, postgres_connection
 from direct_sync import query, run_row, run_sync_directly, sandbox_client
 from repo_paths import REPO
 from sample_rows import build_postgres_warehouse
@@ -18,28 +19,7 @@ pytestmark = pytest.mark.slow
 
 LEADS_DAG = "chartmogul_leads_trials"
 RECONCILE_DAG = "chartmogul_reconcile"
-# dag.test() writes a run's conf into the DAG's own Param objects, so every run names every param.
-LEADS_CONF = {
-    "full_refresh": True,
-    "start": None,
-    "end": None,
-    "dry_run": False,
-    "data_source_name": "Leads",
-    "max_reject_ratio": 0.5,
-    "reconcile": False,
-}
-
-
-def chartmogul_connection(sandbox) -> str:
-    return json.dumps({"conn_type": "chartmogul", "host": sandbox.url, "password": "test-key-abcdef"})
-
-
-@pytest.fixture
-def connections(monkeypatch, sandbox, warehouse_path):
-    monkeypatch.setenv("AIRFLOW_CONN_CHARTMOGUL_DEFAULT", chartmogul_connection(sandbox))
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "duckdb", "host": str(warehouse_path)})
-    )
+LEADS_CONF = FULL_REFRESH_CONF
 
 
 @pytest.fixture(scope="module")
@@ -128,18 +108,10 @@ def test_reconciliation_on_a_postgres_warehouse(
     airflow_db, monkeypatch, sandbox, postgres_database, leads_trials_dag
 ):
     build_postgres_warehouse(postgres_database)
-    monkeypatch.setenv("AIRFLOW_CONN_CHARTMOGUL_DEFAULT", chartmogul_connection(sandbox))
+    monkeypatch.setenv("AIRFLOW_CONN_CHARTMOGUL_DEFAULT", json.dumps(chartmogul_connection(sandbox.url)))
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAREHOUSE_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "postgres",
-                "host": postgres_database["host"],
-                "port": postgres_database["port"],
-                "login": postgres_database["user"],
-                "schema": postgres_database["dbname"],
-            }
-        ),
+        json.dumps(postgres_connection(postgres_database)),
     )
     assert leads_trials_dag.test(run_conf=LEADS_CONF).state == "success"
     plant_drift(sandbox, sandbox.state.data_source_by_name("Leads")["uuid"])

@@ -126,6 +126,18 @@ _CURRENT_SCHEMA_COLUMNS = (
     "WHERE table_schema = current_schema() AND table_name = :table"
 )
 
+# The neutral types of mogulflow_tables.sql as DuckDB spells them; other dialects state where they differ.
+_STANDARD_TYPES: Mapping[ColumnKind, str] = {
+    ColumnKind.TEXT: "TEXT",
+    ColumnKind.TIMESTAMP: "TIMESTAMP",
+    ColumnKind.BOOLEAN: "BOOLEAN",
+    ColumnKind.BIGINT: "BIGINT",
+    ColumnKind.INTEGER: "INTEGER",
+    ColumnKind.DOUBLE: "DOUBLE",
+    ColumnKind.DATE: "DATE",
+    ColumnKind.BINARY: "BLOB",
+}
+
 DUCKDB = Dialect(
     name="duckdb",
     conn_types=("duckdb",),
@@ -133,16 +145,7 @@ DUCKDB = Dialect(
     paramstyle="qmark",
     insert_style="dataframe",
     upsert_style="on_conflict",
-    column_types={
-        ColumnKind.TEXT: "TEXT",
-        ColumnKind.TIMESTAMP: "TIMESTAMP",
-        ColumnKind.BOOLEAN: "BOOLEAN",
-        ColumnKind.BIGINT: "BIGINT",
-        ColumnKind.INTEGER: "INTEGER",
-        ColumnKind.DOUBLE: "DOUBLE",
-        ColumnKind.DATE: "DATE",
-        ColumnKind.BINARY: "BLOB",
-    },
+    column_types=_STANDARD_TYPES,
     table_exists_sql=_CURRENT_SCHEMA_TABLES,
     columns_sql=_CURRENT_SCHEMA_COLUMNS,
 )
@@ -153,16 +156,7 @@ POSTGRES = Dialect(
     paramstyle="pyformat",
     insert_style="executemany",
     upsert_style="on_conflict",
-    column_types={
-        ColumnKind.TEXT: "TEXT",
-        ColumnKind.TIMESTAMP: "TIMESTAMP",
-        ColumnKind.BOOLEAN: "BOOLEAN",
-        ColumnKind.BIGINT: "BIGINT",
-        ColumnKind.INTEGER: "INTEGER",
-        ColumnKind.DOUBLE: "DOUBLE PRECISION",
-        ColumnKind.DATE: "DATE",
-        ColumnKind.BINARY: "BYTEA",
-    },
+    column_types={**_STANDARD_TYPES, ColumnKind.DOUBLE: "DOUBLE PRECISION", ColumnKind.BINARY: "BYTEA"},
     table_exists_sql=_CURRENT_SCHEMA_TABLES,
     columns_sql=_CURRENT_SCHEMA_COLUMNS,
 )
@@ -227,13 +221,9 @@ REDSHIFT = Dialect(
     insert_style="multi_row",
     upsert_style="merge_from_temp_table",
     column_types={
+        **_STANDARD_TYPES,
         ColumnKind.TEXT: "VARCHAR(65535)",  # Redshift's TEXT is VARCHAR(256): too short for reasons
-        ColumnKind.TIMESTAMP: "TIMESTAMP",
-        ColumnKind.BOOLEAN: "BOOLEAN",
-        ColumnKind.BIGINT: "BIGINT",
-        ColumnKind.INTEGER: "INTEGER",
         ColumnKind.DOUBLE: "DOUBLE PRECISION",
-        ColumnKind.DATE: "DATE",
         ColumnKind.BINARY: "VARBYTE(1024000)",  # Redshift's largest
     },
     table_exists_sql=_CURRENT_SCHEMA_TABLES,

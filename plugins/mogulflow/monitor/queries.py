@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from mogulflow.model import EntityCounts
 from mogulflow.reconcile import RECONCILE_DAG_ID
 from mogulflow.record import COUNT_FIELDS, REJECTS_TABLE, RUN_COLUMN_PREFIX, RUNS_TABLE
 from mogulflow.state import STATE_TABLE
@@ -71,18 +72,6 @@ class DataSource:
 
     name: str
     uuid: str
-
-
-@dataclass(frozen=True)
-class EntityCounts:
-    """How one entity's extracted rows of one run ended (`mogulflow_runs`' counts)."""
-
-    extracted: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    failed: int = 0
 
 
 @dataclass(frozen=True)
