@@ -11,6 +11,8 @@ FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION} AS wheel
 RUN mkdir -p /tmp/src/plugins
 COPY --chown=airflow:0 pyproject.toml README.md LICENSE /tmp/src/
 COPY --chown=airflow:0 plugins/mogulflow /tmp/src/plugins/mogulflow
+COPY --chown=airflow:0 plugins/mogulflow_sandbox /tmp/src/plugins/mogulflow_sandbox
+COPY --chown=airflow:0 plugins/mogulflow_demo /tmp/src/plugins/mogulflow_demo
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/dist /tmp/src
 
 # ---- the image every service of docker-compose.yaml runs -----------------------------------------

@@ -18,7 +18,7 @@ $(STAMP): requirements.txt pyproject.toml
 $(AIRFLOW_STAMP): $(STAMP) scripts/install_airflow_defaults.py
 	$(BIN)/python scripts/install_airflow_defaults.py
 	env -u AIRFLOW_HOME $(BIN)/airflow db migrate > var/airflow-migrate.log 2>&1 || (tail -n 30 var/airflow-migrate.log; exit 1)
-	env -u AIRFLOW_HOME $(BIN)/python -m mogulflow.airflow_resources
+	env -u AIRFLOW_HOME $(BIN)/mogulflow pool
 	touch $(AIRFLOW_STAMP)
 
 install: $(STAMP) $(AIRFLOW_STAMP)

@@ -15,8 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mogulflow.api import ChartMogulClient
-from mogulflow.sandbox import Faults, SandboxServer
+from mogulflow.chartmogul import ChartMogulClient
+from mogulflow_sandbox import Faults, SandboxServer
 
 KEY = "bench-key-0123456789"
 LATENCY = 0.040

@@ -1,6 +1,6 @@
 """How many requests per second the sandbox serves on this machine (loopback, no faults, no latency).
 
-Starts ``python -m mogulflow.sandbox --port 0`` in its own process, then drives it with concurrent
+Starts ``mogulflow sandbox --port 0`` in its own process, then drives it with concurrent
 httpx clients doing a mix of writes and reads (create a customer, find it by external id, fetch it,
 patch it, list a page). Each round is bounded in requests and seconds; the median of the rounds is
 printed. Exits 1 if the median is below the target.
@@ -32,7 +32,7 @@ def start_sandbox() -> tuple[subprocess.Popen[str], str]:
     """The sandbox in a child process (so clients and server do not share one interpreter lock)."""
     environment = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "mogulflow.sandbox", "--port", "0"],
+        [sys.executable, "-m", "mogulflow_sandbox", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
         env=environment,

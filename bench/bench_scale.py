@@ -3,7 +3,7 @@
 One unattended run (a script, not a test), side by side:
 
 1. First load: 20,000 leads with one trial each and 20 plans, a full refresh through the Airflow-free
-   steps of `mogulflow.sync`, against a sandbox with 40 req/s, 20 connections, 50 ms latency and
+   steps of `mogulflow.sync.leads_trials`, against a sandbox with 40 req/s, 20 connections, 50 ms latency and
    JSON imports applied 1 s after they are queued; the client at its defaults (35 req/s, 10
    connections). Wall time, requests, and the ratio to the per-object limit
    ((leads + trials + plans) / 40 s).
@@ -105,11 +105,11 @@ class StampingTransport(httpx.HTTPTransport):
 
 def _sync_steps(warehouse_path: Path, client: Any, run_id: str, stamps: StampingTransport) -> dict[str, Any]:
     """One full-refresh run of the loading steps as the DAG calls them; per step: time and requests."""
-    from mogulflow import sync
-    from mogulflow.data_sources import ensure_data_source
-    from mogulflow.entity_step import StepInputs
-    from mogulflow.settings import resolve_settings
-    from mogulflow.warehouse import Warehouse
+    from mogulflow.chartmogul.data_sources import ensure_data_source
+    from mogulflow.load.entity_step import StepInputs
+    from mogulflow.sync import leads_trials as sync
+    from mogulflow.values.run_settings import resolve_settings
+    from mogulflow.warehouse.connection import Warehouse
 
     settings = resolve_settings(
         {"full_refresh": True},
@@ -164,7 +164,7 @@ def _change_one_percent(warehouse_path: Path, leads: int) -> int:
 
 def measure_mogulflow(folder: Path, leads: int, sandbox: Any) -> dict[str, Any]:
     """First load, then the nightly 1% change, through mogulflow with the client at its defaults."""
-    from mogulflow.api import ChartMogulClient
+    from mogulflow.chartmogul import ChartMogulClient
 
     os.environ["MOGULFLOW_STAGING_DIR"] = str(folder / "staging")
     warehouse_path = folder / "scale.duckdb"
@@ -414,7 +414,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.leads, args.baseline_leads, args.dry_run_leads, args.repeats = 2000, 100, 0, 1
-    from mogulflow.sandbox import Faults, SandboxServer
+    from mogulflow_sandbox import Faults, SandboxServer
 
     faults = Faults(
         rate_limit_per_second=API_RATE_LIMIT,

@@ -1,7 +1,7 @@
 """Benchmark the sync engine (a script, not a test): writes per changed row, and a 1M-lead dry run.
 
 1. Steady state: a sample warehouse (3,000 leads), the local sandbox, the Airflow-free steps of
-   `mogulflow.sync` with a real `ChartMogulClient`. A first full sync, then N leads get a new
+   `mogulflow.sync.leads_trials` with a real `ChartMogulClient`. A first full sync, then N leads get a new
    e-mail and the sync runs again (goal: exactly 1 write request per changed row, none for the
    others), then it runs once more over the unchanged warehouse (goal: 0 write requests).
 2. 1M-lead dry run: a 1,000,000-lead DuckDB sample (built and timed in its own process), then
@@ -54,10 +54,10 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 def _sync_once(warehouse: Any, client: Any, run_id: str) -> dict[str, Any]:
     """One full-refresh run of the loading steps, as the DAG's tasks call them."""
-    from mogulflow import sync
-    from mogulflow.data_sources import ensure_data_source
-    from mogulflow.entity_step import StepInputs
-    from mogulflow.settings import resolve_settings
+    from mogulflow.chartmogul.data_sources import ensure_data_source
+    from mogulflow.load.entity_step import StepInputs
+    from mogulflow.sync import leads_trials as sync
+    from mogulflow.values.run_settings import resolve_settings
 
     settings = resolve_settings(
         {"full_refresh": True, "data_source_name": "Bench leads"},
@@ -102,10 +102,10 @@ def _writes(requests: list[Any]) -> list[Any]:
 
 def measure_steady_state(folder: Path, *, leads: int, changed: int) -> dict[str, Any]:
     """First sync, sync after `changed` e-mail changes, sync over an unchanged warehouse."""
-    from mogulflow.api import ChartMogulClient
-    from mogulflow.sample_data import build_sample_warehouse
-    from mogulflow.sandbox import SandboxServer
-    from mogulflow.warehouse import Warehouse
+    from mogulflow.chartmogul import ChartMogulClient
+    from mogulflow.warehouse.connection import Warehouse
+    from mogulflow_demo.sample_warehouse import build_sample_warehouse
+    from mogulflow_sandbox import SandboxServer
 
     os.environ["MOGULFLOW_STAGING_DIR"] = str(folder / "staging")
     warehouse_path = folder / "steady.duckdb"
@@ -175,7 +175,7 @@ def _peak_rss_mib() -> float:
 
 def child_build_sample(path: str, leads: int) -> dict[str, Any]:
     """(In a child process.) Build the sample warehouse; its time and peak RSS."""
-    from mogulflow.sample_data import build_sample_warehouse
+    from mogulflow_demo.sample_warehouse import build_sample_warehouse
 
     started = time.perf_counter()
     stats = build_sample_warehouse(path, leads=leads)
@@ -189,10 +189,10 @@ def child_build_sample(path: str, leads: int) -> dict[str, Any]:
 def child_dry_run(path: str) -> dict[str, Any]:
     """(In a fresh child process.) Extract, validate and plan every entity as a dry run; time each step."""
     process_started = time.perf_counter()
-    from mogulflow import sync
-    from mogulflow.entity_step import StepInputs
-    from mogulflow.settings import resolve_settings
-    from mogulflow.warehouse import Warehouse
+    from mogulflow.load.entity_step import StepInputs
+    from mogulflow.sync import leads_trials as sync
+    from mogulflow.values.run_settings import resolve_settings
+    from mogulflow.warehouse.connection import Warehouse
 
     imported = time.perf_counter()
     settings = resolve_settings(

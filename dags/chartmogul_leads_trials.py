@@ -1,16 +1,18 @@
-"""chartmogul_leads_trials: the nightly lead and trial sync. Wiring only: the tasks' bodies are in
-mogulflow.dag_tasks, the steps in mogulflow.sync."""
+"""chartmogul_leads_trials: the nightly lead and trial sync. Wiring only: the tasks are
+mogulflow.airflow.tasks, the steps they call mogulflow.sync.leads_trials."""
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from mogulflow import dag_tasks, reconcile_task
-from mogulflow.dag_defaults import POOL_NAME, default_args, leads_trials_params
-from mogulflow.lineage import CHARTMOGUL_CUSTOMERS, CHARTMOGUL_TRIAL_INVOICES
-from mogulflow.notifications import run_alerts
+from mogulflow.airflow import tasks
+from mogulflow.airflow.dag_params import default_args, leads_trials_params
+from mogulflow.airflow.notifications import run_alerts
+from mogulflow.values.constants import LEADS_TRIALS_DAG_ID
+from mogulflow.values.entities import Entity
+from mogulflow.values.pipelines import LEADS_TRIALS
 
 DOC_MD = """
 # ChartMogul leads and trials
@@ -42,7 +44,7 @@ Writes run in the `chartmogul_api` pool.
 
 
 @dag(
-    dag_id="chartmogul_leads_trials",
+    dag_id=LEADS_TRIALS_DAG_ID,
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
@@ -51,70 +53,33 @@ Writes run in the `chartmogul_api` pool.
     doc_md=DOC_MD,
     tags=["chartmogul", "mogulflow"],
     default_args=default_args(),
-    **run_alerts(),  # failure, too many rejects, not done by the deadline: mogulflow.notifications
+    **run_alerts(),  # failure, too many rejects, not done by the deadline: mogulflow.airflow.notifications
 )
 def chartmogul_leads_trials():
-    @task(multiple_outputs=False)
-    def preflight() -> dict:
-        """Check connections, API key, source tables and columns; list every problem at once."""
-        return dag_tasks.preflight(dag_tasks.LEADS_TRIALS)
-
-    @task(pool=POOL_NAME, multiple_outputs=False)
-    def ensure_data_source(settings: dict) -> str | None:
-        """Find the ChartMogul data source by name; create it if missing."""
-        return dag_tasks.ensure_data_source(settings)
-
-    @task(multiple_outputs=False)
-    def extract_and_validate(settings: dict, data_source_uuid: str | None) -> dict:
-        """Extract leads, plans and trials for the window and validate every row."""
-        return dag_tasks.extract_and_validate(settings, data_source_uuid)
-
-    @task(multiple_outputs=False)
-    def record_rejects(settings: dict, data_source_uuid: str | None, report: dict) -> dict:
-        """Write every rejected row, with its reason, to mogulflow_rejects."""
-        return dag_tasks.record_rejects(settings, data_source_uuid, report)
-
-    @task(pool=POOL_NAME, multiple_outputs=False)
-    def upsert_plans(settings: dict, data_source_uuid: str | None, report: dict) -> dict:
-        """Create or update every valid plan in ChartMogul."""
-        return dag_tasks.load_entity("plan", settings, data_source_uuid, report)
-
-    @task(pool=POOL_NAME, trigger_rule="all_done", multiple_outputs=False, outlets=[CHARTMOGUL_CUSTOMERS])
-    def upsert_customers(settings: dict, data_source_uuid: str | None, report: dict) -> dict:
-        """Create new leads as customers and PATCH changed ones (runs even when plans failed)."""
-        return dag_tasks.load_entity("lead", settings, data_source_uuid, report)
-
-    @task(pool=POOL_NAME, multiple_outputs=False, outlets=[CHARTMOGUL_TRIAL_INVOICES])
-    def import_trial_invoices(settings: dict, data_source_uuid: str | None, report: dict) -> dict:
-        """Import one invoice with a trial line item per new or changed trial."""
-        return dag_tasks.load_entity("trial", settings, data_source_uuid, report)
-
-    record_run = dag_tasks.record_run_task(
-        dag_tasks.LEADS_TRIALS,
+    settings = tasks.resolve_window(LEADS_TRIALS)
+    checked = tasks.preflight(LEADS_TRIALS)
+    data_source_uuid = tasks.ensure_data_source(settings)
+    report = tasks.extract_and_validate(settings, data_source_uuid)
+    rejects = tasks.record_rejects(LEADS_TRIALS, settings, data_source_uuid, report)
+    plans = tasks.upsert_plans(settings, data_source_uuid, report)
+    customers = tasks.upsert_customers(settings, data_source_uuid, report)
+    invoices = tasks.import_trial_invoices(settings, data_source_uuid, report)
+    account = tasks.record_run(
+        LEADS_TRIALS,
+        settings,
         data_source_task="ensure_data_source",
         extract_task="extract_and_validate",
-        load_tasks={"plan": "upsert_plans", "lead": "upsert_customers", "trial": "import_trial_invoices"},
+        load_tasks={
+            Entity.PLAN: "upsert_plans",
+            Entity.LEAD: "upsert_customers",
+            Entity.TRIAL: "import_trial_invoices",
+        },
         also_required=("preflight",),
     )
-
-    @task(pool=POOL_NAME, multiple_outputs=False)
-    def reconcile_with_chartmogul(data_source_uuid: str | None) -> dict:
-        """With param reconcile: compare ChartMogul with the warehouse, record the differences."""
-        return reconcile_task.reconcile_after_sync(data_source_uuid)
-
-    settings = dag_tasks.resolve_window_task(dag_tasks.LEADS_TRIALS)()
-    checked = preflight()
-    data_source_uuid = ensure_data_source(settings)
-    report = extract_and_validate(settings, data_source_uuid)
-    rejects = record_rejects(settings, data_source_uuid, report)
-    plans = upsert_plans(settings, data_source_uuid, report)
-    customers = upsert_customers(settings, data_source_uuid, report)
-    invoices = import_trial_invoices(settings, data_source_uuid, report)
-    account = record_run(settings)
     settings >> checked >> data_source_uuid
     rejects >> plans >> customers >> invoices >> account
     [checked, data_source_uuid, report, rejects, plans, customers] >> account
-    account >> reconcile_with_chartmogul(data_source_uuid)  # after a recorded, successful sync only
+    account >> tasks.reconcile_after_sync(data_source_uuid)  # after a recorded, successful sync only
 
 
 chartmogul_leads_trials()

@@ -1,20 +1,21 @@
 """chartmogul_merge_converted_leads: merge converted leads into their paying customers.
 
-Wiring only: the tasks' bodies are in mogulflow.dag_tasks, the steps in mogulflow.conversions,
-mogulflow.paying_customers and mogulflow.merge, the wait in mogulflow.merge_wait.
+Wiring only: the tasks are mogulflow.airflow.tasks, the steps they call mogulflow.merge, the wait
+mogulflow.airflow.paying_customers_wait.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from mogulflow import dag_tasks
-from mogulflow.dag_defaults import POOL_NAME, default_args, merge_params
-from mogulflow.lineage import CHARTMOGUL_CUSTOMER_MERGES
-from mogulflow.merge_wait import WaitForPayingCustomersOperator
-from mogulflow.notifications import run_alerts
+from mogulflow.airflow import tasks
+from mogulflow.airflow.dag_params import default_args, merge_params
+from mogulflow.airflow.notifications import run_alerts
+from mogulflow.values.constants import MERGE_DAG_ID
+from mogulflow.values.entities import Entity
+from mogulflow.values.pipelines import MERGE_CONVERTED_LEADS
 
 DOC_MD = """
 # Merge converted leads into their paying customers
@@ -57,7 +58,7 @@ Connections: `warehouse_default` (duckdb or postgres) and `chartmogul_default` (
 
 
 @dag(
-    dag_id="chartmogul_merge_converted_leads",
+    dag_id=MERGE_DAG_ID,
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
@@ -66,55 +67,24 @@ Connections: `warehouse_default` (duckdb or postgres) and `chartmogul_default` (
     doc_md=DOC_MD,
     tags=["chartmogul", "mogulflow"],
     default_args=default_args(),
-    **run_alerts(),  # failure, too many rejects, not done by the deadline: mogulflow.notifications
+    **run_alerts(),  # failure, too many rejects, not done by the deadline: mogulflow.airflow.notifications
 )
 def chartmogul_merge_converted_leads():
-    @task(multiple_outputs=False)
-    def preflight() -> dict:
-        """Check connections, API key, the conversions table; list every problem at once."""
-        return dag_tasks.preflight(dag_tasks.CONVERSIONS)
-
-    @task(multiple_outputs=False)
-    def find_data_source(settings: dict) -> str | None:
-        """Find the leads' ChartMogul data source by name (never created here)."""
-        return dag_tasks.find_data_source(settings)
-
-    @task(multiple_outputs=False)
-    def extract_and_validate(settings: dict, data_source_uuid: str | None) -> dict:
-        """Extract the window's conversions and validate every row."""
-        return dag_tasks.extract_and_validate_conversions(settings, data_source_uuid)
-
-    @task(multiple_outputs=False)
-    def record_rejects(settings: dict, data_source_uuid: str | None, report: dict) -> dict:
-        """Write rejected conversions to mogulflow_rejects; re-read those waiting for their lead next run."""
-        return dag_tasks.record_rejects(settings, data_source_uuid, report, merge=True)
-
-    @task(pool=POOL_NAME, multiple_outputs=False, outlets=[CHARTMOGUL_CUSTOMER_MERGES])
-    def merge_customers(settings: dict, data_source_uuid: str | None, report: dict, lookup: dict) -> dict:
-        """Merge each lead into its paying customer, once; record every outcome in the sync state."""
-        return dag_tasks.merge_customers(settings, data_source_uuid, report, lookup)
-
-    record_run = dag_tasks.record_run_task(
-        dag_tasks.CONVERSIONS,
+    settings = tasks.resolve_window(MERGE_CONVERTED_LEADS)
+    checked = tasks.preflight(MERGE_CONVERTED_LEADS)
+    data_source_uuid = tasks.find_data_source(settings)
+    report = tasks.extract_conversions(settings, data_source_uuid)
+    rejects = tasks.record_rejects(MERGE_CONVERTED_LEADS, settings, data_source_uuid, report)
+    lookup = tasks.wait_for_paying_customers(settings, data_source_uuid, report)
+    merges = tasks.merge_customers(settings, data_source_uuid, report, lookup.output)
+    account = tasks.record_run(
+        MERGE_CONVERTED_LEADS,
+        settings,
         data_source_task="find_data_source",
         extract_task="extract_and_validate",
-        load_tasks={"conversion": "merge_customers"},
+        load_tasks={Entity.CONVERSION: "merge_customers"},
         also_required=("preflight", "wait_for_paying_customers"),
     )
-
-    settings = dag_tasks.resolve_window_task(dag_tasks.CONVERSIONS)()
-    checked = preflight()
-    data_source_uuid = find_data_source(settings)
-    report = extract_and_validate(settings, data_source_uuid)
-    rejects = record_rejects(settings, data_source_uuid, report)
-    lookup = WaitForPayingCustomersOperator(
-        task_id="wait_for_paying_customers",
-        settings=settings,
-        data_source_uuid=data_source_uuid,
-        extract_report=report,
-    )
-    merges = merge_customers(settings, data_source_uuid, report, lookup.output)
-    account = record_run(settings)
     settings >> checked >> data_source_uuid
     rejects >> lookup
     [checked, data_source_uuid, report, rejects, lookup, merges] >> account

@@ -1,14 +1,15 @@
-"""chartmogul_reconcile: does ChartMogul still hold what mogulflow synced? Wiring only: the task's body
-is in mogulflow.reconcile_task, the step in mogulflow.reconcile."""
+"""chartmogul_reconcile: does ChartMogul still hold what mogulflow synced? Wiring only: the task is
+mogulflow.airflow.tasks.reconcile, the step it calls mogulflow.reconcile."""
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from mogulflow import reconcile_task
-from mogulflow.dag_defaults import POOL_NAME, default_args, reconcile_params
+from mogulflow.airflow import tasks
+from mogulflow.airflow.dag_params import default_args, reconcile_params
+from mogulflow.values.constants import RECONCILE_DAG_ID
 
 DOC_MD = """
 # Reconcile ChartMogul with the warehouse
@@ -49,7 +50,7 @@ Connections: `warehouse_default` and `chartmogul_default`, as the nightly sync.
 
 
 @dag(
-    dag_id="chartmogul_reconcile",
+    dag_id=RECONCILE_DAG_ID,
     # A fixed time after the midnight sync: the sync's own tasks emit no asset events to trigger on
     # yet, and `reconcile` on the nightly DAG covers "right after the sync".
     schedule=CronTriggerTimetable("0 6 * * *", timezone="UTC"),
@@ -62,14 +63,7 @@ Connections: `warehouse_default` and `chartmogul_default`, as the nightly sync.
     default_args=default_args(),
 )
 def chartmogul_reconcile():
-    # In the pool: it reads through the same API budget the syncs write through, and a listing taken
-    # while a write task runs would report its half-done writes as drift.
-    @task(pool=POOL_NAME, multiple_outputs=False)
-    def reconcile_with_chartmogul() -> dict:
-        """Compare the data source in ChartMogul with the warehouse; record every difference."""
-        return reconcile_task.reconcile()
-
-    reconcile_with_chartmogul()
+    tasks.reconcile()
 
 
 chartmogul_reconcile()

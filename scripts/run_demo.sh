@@ -17,7 +17,7 @@ WAREHOUSE=$DEMO/warehouse.duckdb
 
 echo "==> Building the sample warehouse ($WAREHOUSE)"
 rm -f "$WAREHOUSE" "$WAREHOUSE.wal"
-"$BIN/python" -m mogulflow.sample_data "$WAREHOUSE"
+"$BIN/mogulflow" sample-warehouse "$WAREHOUSE"
 
 # The sandbox takes 8999 when it is free, any free port otherwise; it prints the URL it serves.
 PORT=$("$BIN/python" - <<'PY'
@@ -32,7 +32,7 @@ PY
 )
 API_KEY=demo_$("$BIN/python" -c 'import secrets; print(secrets.token_hex(12))')
 SANDBOX_LOG=$DEMO/sandbox.log
-"$BIN/python" -m mogulflow.sandbox --port "$PORT" --api-key "$API_KEY" >"$SANDBOX_LOG" 2>&1 &
+"$BIN/mogulflow" sandbox --port "$PORT" --api-key "$API_KEY" >"$SANDBOX_LOG" 2>&1 &
 SANDBOX_PID=$!
 stop_sandbox() {
     if kill -0 "$SANDBOX_PID" 2>/dev/null; then
@@ -58,13 +58,13 @@ export AIRFLOW_CONN_WAREHOUSE_DEFAULT="{\"conn_type\": \"duckdb\", \"host\": \"$
 
 echo "==> Preparing Airflow ($AIRFLOW_HOME)"
 "$BIN/airflow" db migrate >"$DEMO/airflow-db.log" 2>&1 || { tail -n 40 "$DEMO/airflow-db.log"; exit 1; }
-"$BIN/python" -m mogulflow.airflow_resources >/dev/null
+"$BIN/mogulflow" pool >/dev/null
 
 echo "==> Running chartmogul_leads_trials (full refresh); log: $DEMO/dag-run.log"
 STATUS=0
 "$BIN/airflow" dags test chartmogul_leads_trials --conf '{"full_refresh": true}' >"$DEMO/dag-run.log" 2>&1 || STATUS=$?
 
-"$BIN/python" -m mogulflow.report --duckdb "$WAREHOUSE"
+"$BIN/mogulflow" report --duckdb "$WAREHOUSE"
 if [ "$STATUS" -ne 0 ]; then
     echo "airflow dags test exited with $STATUS; last lines of $DEMO/dag-run.log:" >&2
     tail -n 40 "$DEMO/dag-run.log" >&2

@@ -482,14 +482,14 @@ def release_redis_db(db: int) -> None:
 
 
 def load_sample_warehouse(dsn: Mapping[str, Any], billing_sources: Mapping[str, str], *, leads: int) -> Any:
-    """Fill a PostgreSQL database with `mogulflow.sample_data`'s rows; return their `SampleStats`.
+    """Fill a PostgreSQL database with `mogulflow_demo.sample_warehouse`'s rows; return their `SampleStats`.
 
     `billing_sources` maps the sample's billing data source uuids to the sandbox's.
     """
     import pandas as pd
     import psycopg
 
-    from mogulflow.sample_data import TABLES, build_sample_frames
+    from mogulflow_demo.sample_warehouse import TABLES, build_sample_frames
 
     frames, stats = build_sample_frames(seed=7, leads=leads)
     conversions = frames["conversions"]

@@ -39,7 +39,7 @@ def airflow_db(airflow_home: Path) -> Path:
     from airflow.utils import db
 
     db.resetdb()
-    from mogulflow.airflow_resources import ensure_pool
+    from mogulflow.airflow.resources import ensure_pool
 
     ensure_pool()
     return airflow_home / "airflow.db"
@@ -58,7 +58,7 @@ def warehouse_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def sandbox() -> Iterator:
     """A fresh ChartMogul sandbox served over real HTTP on a free loopback port."""
-    from mogulflow.sandbox import SandboxServer
+    from mogulflow_sandbox import SandboxServer
 
     with SandboxServer(port=0) as server:
         yield server

@@ -1,7 +1,8 @@
 """Run `chartmogul_leads_trials`'s steps without Airflow, and read back what a sync left behind.
 
-`run_sync_directly` calls the Airflow-free steps (`mogulflow.sync`, `mogulflow.account`) in the
-order and with the trigger rules of the DAG's tasks, so a test can run thirty windows in seconds.
+`run_sync_directly` calls the Airflow-free steps (`mogulflow.sync.leads_trials`,
+`mogulflow.record.account`) in the order and with the trigger rules of the DAG's tasks, so a test can
+run thirty windows in seconds.
 `synced_account` projects a sandbox's data source onto the fields mogulflow maps, for comparing two syncs.
 """
 
@@ -14,17 +15,21 @@ from typing import Any
 
 import duckdb
 
-from mogulflow import staging, sync
-from mogulflow.account import LEADS_TRIALS, summarize_run, write_run
-from mogulflow.api.client import ChartMogulClient
-from mogulflow.api.retry import RetryPolicy
-from mogulflow.data_sources import ensure_data_source
-from mogulflow.entity_step import RejectRatioExceeded, StepInputs
-from mogulflow.model import Entity, RunSummary
-from mogulflow.rejects import write_rejects
-from mogulflow.reports import LoadReport
-from mogulflow.settings import resolve_settings
-from mogulflow.warehouse import Warehouse
+from mogulflow.chartmogul.client import ChartMogulClient
+from mogulflow.chartmogul.data_sources import ensure_data_source
+from mogulflow.chartmogul.retry import RetryPolicy
+from mogulflow.load.entity_step import StepInputs
+from mogulflow.record.account import summarize_run, write_run
+from mogulflow.record.rejects import write_rejects
+from mogulflow.sync import leads_trials as sync
+from mogulflow.values.entities import Entity
+from mogulflow.values.errors import RejectRatioExceeded
+from mogulflow.values.pipelines import LEADS_TRIALS_ACCOUNT
+from mogulflow.values.run_settings import resolve_settings
+from mogulflow.values.run_summary import RunSummary
+from mogulflow.values.step_reports import LoadReport
+from mogulflow.warehouse import staging
+from mogulflow.warehouse.connection import Warehouse
 
 DAG_ID = "chartmogul_leads_trials"
 API_KEY = "test-key-abcdef"
@@ -71,7 +76,7 @@ def run_sync_directly(
             except RejectRatioExceeded:
                 loads[entity] = None
                 failures.append(f"task {task_id} did not finish")
-        account = summarize_run(settings, LEADS_TRIALS, report, loads, task_failures=failures)
+        account = summarize_run(settings, LEADS_TRIALS_ACCOUNT, report, loads, task_failures=failures)
         write_run(warehouse, account, data_source=(settings.data_source_name, data_source_uuid))
         staging.remove_run(warehouse, DAG_ID, run_id)
     finally:

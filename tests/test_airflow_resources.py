@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mogulflow.airflow_resources import DUCKDB_LOCK_WAIT_ENV, open_warehouse
+from mogulflow.airflow.resources import DUCKDB_LOCK_WAIT_ENV, open_warehouse
 
 HOLD_LOCK = """
 import sys, time, duckdb

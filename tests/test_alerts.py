@@ -45,7 +45,7 @@ def alert_lines(caplog) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "mogulflow.notifications" and r.levelno == logging.WARNING
+        if r.name == "mogulflow.airflow.notifications" and r.levelno == logging.WARNING
     ]
 
 
@@ -97,7 +97,7 @@ def test_rejects_below_the_alert_ratio_send_nothing(airflow_db, connections, sla
 
 @pytest.mark.slow
 def test_without_slack_a_failed_run_is_one_warning_line(airflow_db, connections, no_slack, dagbag, caplog):
-    caplog.set_level(logging.INFO, logger="mogulflow.notifications")
+    caplog.set_level(logging.INFO, logger="mogulflow.airflow.notifications")
 
     dag_run = dagbag.dags["chartmogul_leads_trials"].test(run_conf={**DEFAULT_CONF, "max_reject_ratio": 0.0})
 
@@ -135,7 +135,7 @@ def test_both_dags_register_a_deadline_after_queued_that_calls_the_notifier(dead
     encoded = encode_deadline_alert(alert)
     assert encoded["reference"]["reference_type"] == "DagRunQueuedAtDeadline"
     assert alert.interval == timedelta(hours=6)
-    assert encoded["callback"]["__data__"]["path"] == "mogulflow.notifications.RunAlertNotifier"
+    assert encoded["callback"]["__data__"]["path"] == "mogulflow.airflow.notifications.RunAlertNotifier"
     assert encoded["callback"]["__data__"]["kwargs"] == {"kind": "late"}
     # what the scheduler reads: the DAG as serialized, with its deadline alert
     assert serialized(deadline_dagbag.dags[dag_id]).deadline
@@ -148,7 +148,7 @@ def test_without_deadline_minutes_no_deadline_is_declared(dagbag, dag_id):
 
 @pytest.mark.parametrize("dag_id", DAG_IDS)
 def test_both_dags_alert_on_failure_and_on_success(dagbag, dag_id):
-    from mogulflow.notifications import AlertKind, RunAlertNotifier
+    from mogulflow.airflow.notifications import AlertKind, RunAlertNotifier
 
     dag = dagbag.dags[dag_id]
     assert isinstance(dag.on_failure_callback, RunAlertNotifier)
@@ -159,7 +159,7 @@ def test_both_dags_alert_on_failure_and_on_success(dagbag, dag_id):
 
 
 def test_the_deadline_minutes_come_from_the_environment_and_zero_declares_none(monkeypatch):
-    from mogulflow.notifications import DEADLINE_MINUTES_ENV, run_alerts
+    from mogulflow.airflow.notifications import DEADLINE_MINUTES_ENV, run_alerts
 
     monkeypatch.setenv(DEADLINE_MINUTES_ENV, "90")
     assert run_alerts()["deadline"].interval == timedelta(minutes=90)
@@ -209,7 +209,7 @@ def test_a_missed_deadline_posts_to_slack_from_the_triggerer(deadline_dagbag, sl
 
 
 def test_a_missed_deadline_without_slack_is_one_warning_line(deadline_dagbag, no_slack, caplog):
-    caplog.set_level(logging.INFO, logger="mogulflow.notifications")
+    caplog.set_level(logging.INFO, logger="mogulflow.airflow.notifications")
 
     events = fire_deadline(deadline_dagbag.dags["chartmogul_merge_converted_leads"])
 
@@ -219,7 +219,7 @@ def test_a_missed_deadline_without_slack_is_one_warning_line(deadline_dagbag, no
 
 
 def test_an_unreachable_slack_falls_back_to_the_warning_line(deadline_dagbag, monkeypatch, caplog):
-    caplog.set_level(logging.INFO, logger="mogulflow.notifications")
+    caplog.set_level(logging.INFO, logger="mogulflow.airflow.notifications")
     with slack_webhook() as gone:
         connection = gone.connection_json()
     monkeypatch.setenv(SLACK_ENV, connection)  # the webhook's server has stopped

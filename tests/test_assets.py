@@ -26,7 +26,7 @@ def synced(airflow_db, tmp_path_factory):
     from airflow.sdk import lineage, plugins_manager
     from sample_rows import build_warehouse
 
-    from mogulflow.sandbox import SandboxServer
+    from mogulflow_sandbox import SandboxServer
 
     warehouse = tmp_path_factory.mktemp("assets") / "warehouse.duckdb"
     build_warehouse(warehouse)

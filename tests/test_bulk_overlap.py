@@ -10,14 +10,14 @@ from builders import plan
 from direct_sync import duplicated, query, run_sync_directly, sandbox_client, synced_account
 from test_sync_engine import varied_leads_with_trials, write_warehouse
 
-from mogulflow import load_bulk
-from mogulflow.load_bulk import CustomerRecords, import_batches
-from mogulflow.model import Entity
-from mogulflow.plan import PlannedCreate
-from mogulflow.sandbox import SandboxServer
-from mogulflow.sandbox.api_errors import field_errors
-from mogulflow.sandbox.state import SandboxState
-from mogulflow.transform import CustomerPayload, TrialInvoice
+from mogulflow.load import bulk as load_bulk
+from mogulflow.load.bulk import CustomerRecords, import_batches
+from mogulflow.plan.sync_plan import PlannedCreate
+from mogulflow.transform.payloads import CustomerPayload, TrialInvoice
+from mogulflow.values.entities import Entity
+from mogulflow_sandbox import SandboxServer
+from mogulflow_sandbox.api_errors import field_errors
+from mogulflow_sandbox.state import SandboxState
 
 LEADS = 60
 

@@ -23,7 +23,7 @@ from airflow_setup import postgres_connection
 from cluster import WORKERS, Cluster, load_sample_warehouse, throwaway_database
 from repo_paths import REPO
 
-from mogulflow.model import Entity
+from mogulflow.values.entities import Entity
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(1800)]
 
@@ -64,7 +64,7 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def setup(request: pytest.FixtureRequest, postgres_server: dict) -> Iterator[Setup]:
-    from mogulflow.sandbox import SandboxServer
+    from mogulflow_sandbox import SandboxServer
 
     failed_before = request.session.testsfailed
 

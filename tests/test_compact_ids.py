@@ -10,14 +10,16 @@ import pandas as pd
 import pytest
 from builders import NOW, frame, lead, trial
 
-from mogulflow import staging, sync
-from mogulflow.entity_step import StepInputs
-from mogulflow.model import Entity
-from mogulflow.reports import ExtractReport, StagedExtract
-from mogulflow.settings import resolve_settings
-from mogulflow.source_tables import LEADS, SOURCE_TABLES
-from mogulflow.validate import lead_rules, trial_rules, validate_into
-from mogulflow.validation_rules import KnownIds, as_id_array, group_ids, id_hashes
+from mogulflow.extract.source_tables import LEADS, SOURCE_TABLES
+from mogulflow.load.entity_step import StepInputs
+from mogulflow.sync import leads_trials as sync
+from mogulflow.validate.validator import lead_rules, trial_rules, validate_into
+from mogulflow.values.entities import Entity
+from mogulflow.values.id_arrays import KnownIds, as_id_array, earliest_per_id, group_ids, id_hashes
+from mogulflow.values.run_settings import resolve_settings
+from mogulflow.values.step_reports import ExtractReport, StagedExtract
+from mogulflow.warehouse import staging
+from mogulflow.warehouse.part_stores import ObjectStoreParts
 
 T = datetime.fromisoformat
 
@@ -73,9 +75,32 @@ def test_group_ids_gives_equal_ids_equal_groups():
     assert len(pairs) == len(set(groups.tolist())) == len(set(expected.tolist()))
 
 
+def test_earliest_per_id_keeps_each_ids_smallest_value_whatever_the_order():
+    rng = random.Random(11)
+    names = random_ids(500, seed=5)
+    rows = [(name, rng.randrange(10_000)) for name in names for _ in range(rng.randrange(1, 4))]
+    rng.shuffle(rows)
+    values = np.array([name for name, _ in rows], dtype=object)
+
+    known, earliest = earliest_per_id(
+        as_id_array(values), id_hashes(values), np.array([value for _, value in rows], dtype=np.int64)
+    )
+
+    expected: dict[str, int] = {}
+    for name, value in rows:
+        expected[name] = min(value, expected.get(name, value))
+    assert dict(zip(known.ids.tolist(), earliest.tolist(), strict=True)) == expected
+
+
+def test_earliest_per_id_of_nothing_is_empty():
+    known, earliest = earliest_per_id(as_id_array([]), id_hashes(np.array([], dtype=object)), np.array([]))
+
+    assert len(known) == 0 and len(earliest) == 0
+
+
 def staged(tmp_path, entity: Entity, chunks: list[pd.DataFrame], rules) -> StagedExtract:
     """Validate `chunks` into staged Parquet parts (one per chunk), as `extract_and_validate` does."""
-    run = staging.RunStaging(staging.ObjectStoreParts(tmp_path.as_uri()), "dag", "run")
+    run = staging.RunStaging(ObjectStoreParts(tmp_path.as_uri()), "dag", "run")
     parts = run.valid_parts(entity)
     found = validate_into(iter(chunks), SOURCE_TABLES[entity], rules, parts)
     return run.stage_rejects(entity, found.rejected, found.extracted, found.valid, parts.finish())

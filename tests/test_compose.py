@@ -211,7 +211,7 @@ def test_the_cluster_the_readme_promises():
     assert len(hostnames) == 2
 
     sandbox = _argv(services["chartmogul-sandbox"]["command"])
-    assert sandbox[:3] == ["python", "-m", "mogulflow.sandbox"]
+    assert sandbox[:2] == ["mogulflow", "sandbox"]
     assert sandbox[sandbox.index("--host") + 1] == "0.0.0.0"
     assert services["warehouse"]["image"].startswith("postgres:")
     # the demo's connections (.env.example) point at the demo's services
@@ -448,7 +448,7 @@ def test_init_script_writes_secrets_creates_the_pool_and_the_connections(tmp_pat
 def test_demo_warehouse_loader_fills_a_postgres_warehouse_once(postgres_database, tmp_path):
     import psycopg
 
-    from mogulflow.sample_data import build_sample_frames
+    from mogulflow_demo.sample_warehouse import build_sample_frames
 
     script = tmp_path / "load_demo_warehouse.py"
     script.write_text(_compose()["configs"]["load-demo-warehouse"]["content"])

@@ -17,7 +17,12 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from mogulflow.dialects import (
+from mogulflow.extract.source_rows import TEMPLATES, window_params
+from mogulflow.values.entities import Entity, Window
+from mogulflow.values.rejected_rows import RejectedRow
+from mogulflow.values.run_summary import EntityCounts, RunOutcome, RunSummary
+from mogulflow.warehouse.connection import Warehouse, bind
+from mogulflow.warehouse.dialects import (
     BIGQUERY,
     DIALECTS,
     REDSHIFT,
@@ -28,12 +33,10 @@ from mogulflow.dialects import (
     render_create_table,
     split_statements,
 )
-from mogulflow.extract import TEMPLATES, window_params
-from mogulflow.model import Entity, EntityCounts, RejectedRow, RunOutcome, RunSummary, Window
-from mogulflow.record import ensure_tables, record_rejects, record_run
-from mogulflow.sql_files import read_sql, sql_dir
-from mogulflow.state import StateEntry, SyncStatus, save_state
-from mogulflow.warehouse import Warehouse, bind
+from mogulflow.warehouse.own_tables import ensure_tables
+from mogulflow.warehouse.run_records import record_rejects, record_run
+from mogulflow.warehouse.sql_files import read_sql, sql_dir
+from mogulflow.warehouse.sync_state import StateEntry, SyncStatus, save_state
 
 ALL_DIALECTS = sorted(DIALECTS)
 # DuckDB writes through its own frame API and runs in every end-to-end test: the others are recorded.

@@ -1,4 +1,4 @@
-"""`mogulflow.fields`: the one rule for "did this field change?"."""
+"""`mogulflow.values.field_equality`: the one rule for "did this field change?"."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from mogulflow.fields import changed_fields, same_value
+from mogulflow.values.field_equality import changed_fields, same_value
 
 
 @pytest.mark.parametrize(

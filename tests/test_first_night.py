@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -16,12 +17,14 @@ from airflow_setup import postgres_connection
 from repo_paths import REPO
 from sample_rows import build_warehouse
 
-from mogulflow.api.errors import AuthenticationError, TransientError
+from mogulflow.chartmogul.errors import AuthenticationError, TransientError
 from mogulflow.failures import describe, is_permanent
-from mogulflow.model import Entity, SetupError
-from mogulflow.preflight import LEADS_TRIALS_ENTITIES, check_setup
-from mogulflow.settings import resolve_settings
-from mogulflow.warehouse import Warehouse
+from mogulflow.sync.preflight import check_setup
+from mogulflow.values.entities import Entity
+from mogulflow.values.errors import SetupError
+from mogulflow.values.pipelines import LEADS_TRIALS_ENTITIES
+from mogulflow.values.run_settings import resolve_settings
+from mogulflow.warehouse.connection import Warehouse
 
 API_KEY = "first-night-key-0123456789"
 LEADS_DAG = "chartmogul_leads_trials"
@@ -30,7 +33,7 @@ WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 @pytest.fixture
 def keyed_sandbox():
-    from mogulflow.sandbox import SandboxServer
+    from mogulflow_sandbox import SandboxServer
 
     with SandboxServer(port=0, api_key=API_KEY) as server:
         yield server
@@ -189,7 +192,7 @@ def test_preflight_command_prints_each_problem_and_exits_1(warehouse_path, keyed
         "AIRFLOW_CONN_WAREHOUSE_DEFAULT": json.dumps({"conn_type": "duckdb", "host": str(warehouse_path)}),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "mogulflow.preflight"],
+        [str(Path(sys.executable).parent / "mogulflow"), "preflight"],
         env=environment,
         capture_output=True,
         text=True,
@@ -345,8 +348,8 @@ def test_no_error_text_or_chain_shows_the_key_whatever_its_length(keyed_sandbox,
     import socket
     import traceback
 
-    from mogulflow.api.client import ChartMogulClient
-    from mogulflow.api.retry import RetryPolicy
+    from mogulflow.chartmogul.client import ChartMogulClient
+    from mogulflow.chartmogul.retry import RetryPolicy
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -17,19 +17,26 @@ from datetime import UTC, datetime
 import pytest
 from repo_paths import REPO
 
-from mogulflow.account import CONVERSIONS, summarize_run
-from mogulflow.api.client import AsyncChartMogulClient, ChartMogulClient
-from mogulflow.conversions import extract_and_validate_conversions, keys_to_look_up
-from mogulflow.merge import merge_conversions
-from mogulflow.model import Entity, RunSummary
-from mogulflow.paying_customers import BillingKey, LookupReport, PayingCustomer, wait_for_paying_customers
-from mogulflow.record import ensure_tables
-from mogulflow.rejects import write_rejects
-from mogulflow.reports import ExtractReport, LoadReport, StagedExtract
-from mogulflow.settings import MergeSettings, resolve_merge_settings
-from mogulflow.state import StateEntry, SyncStatus, load_state, save_state
-from mogulflow.warehouse import Warehouse
-from mogulflow.xcom import from_xcom, to_xcom
+from mogulflow.chartmogul.client import AsyncChartMogulClient, ChartMogulClient
+from mogulflow.merge.conversions import extract_and_validate_conversions, keys_to_look_up
+from mogulflow.merge.merges import merge_conversions
+from mogulflow.merge.paying_customers import (
+    BillingKey,
+    LookupReport,
+    PayingCustomer,
+    wait_for_paying_customers,
+)
+from mogulflow.record.account import summarize_run
+from mogulflow.record.rejects import write_rejects
+from mogulflow.values.entities import Entity
+from mogulflow.values.json_form import from_json, to_json
+from mogulflow.values.pipelines import CONVERSIONS_ACCOUNT
+from mogulflow.values.run_settings import MergeSettings, resolve_merge_settings
+from mogulflow.values.run_summary import RunSummary
+from mogulflow.values.step_reports import ExtractReport, LoadReport, StagedExtract
+from mogulflow.warehouse.connection import Warehouse
+from mogulflow.warehouse.own_tables import ensure_tables
+from mogulflow.warehouse.sync_state import StateEntry, SyncStatus, load_state, save_state
 
 STATUS_SYNCED, STATUS_FAILED, STATUS_MERGED = SyncStatus.SYNCED, SyncStatus.FAILED, SyncStatus.MERGED
 
@@ -158,7 +165,7 @@ def run_merge(
 
     lookup = asyncio.run(wait()) if keys else LookupReport()
     merged = merge_conversions(warehouse, client, settings.run, leads_ds, report, lookup)
-    account = summarize_run(settings.run, CONVERSIONS, report, {Entity.CONVERSION: merged})
+    account = summarize_run(settings.run, CONVERSIONS_ACCOUNT, report, {Entity.CONVERSION: merged})
     return account.summary, merged
 
 
@@ -386,11 +393,11 @@ def test_trial_invoices_imported_after_the_merge_land_on_the_surviving_customer(
 ):
     from builders import frame, trial
 
-    from mogulflow.load import load_trial_invoices
-    from mogulflow.plan import plan_sync
-    from mogulflow.state import uuids_by_external_id
-    from mogulflow.transform import build_trial_invoices
-    from mogulflow.validate import validate_trials
+    from mogulflow.load.trial_invoices import load_trial_invoices
+    from mogulflow.plan.sync_plan import plan_sync
+    from mogulflow.transform.payloads import build_trial_invoices
+    from mogulflow.validate.validator import validate_trials
+    from mogulflow.warehouse.sync_state import uuids_by_external_id
 
     sync_lead(warehouse, client, leads_ds, "L1")
     plan = client.create_plan(
@@ -480,7 +487,7 @@ def test_lookup_report_survives_xcom():
         polls=3,
         waited_seconds=12.5,
     )
-    assert from_xcom(LookupReport, to_xcom(report)) == report
+    assert from_json(LookupReport, to_json(report)) == report
 
 
 def test_merge_settings_take_the_window_rules_of_the_leads_dag_and_the_wait_params():
@@ -494,7 +501,7 @@ def test_merge_settings_take_the_window_rules_of_the_leads_dag_and_the_wait_para
     assert settings.run.window.start == datetime(2025, 4, 1, tzinfo=UTC)
     assert (settings.lookup_interval_seconds, settings.lookup_timeout_seconds) == (5, 1200)
     assert settings.run.data_source_name == "Leads"
-    assert from_xcom(MergeSettings, to_xcom(settings)) == settings
+    assert from_json(MergeSettings, to_json(settings)) == settings
 
 
 @pytest.mark.parametrize("params", [{"lookup_interval_seconds": 0}, {"lookup_timeout_seconds": -1}])
@@ -519,7 +526,7 @@ def test_run_whose_merge_step_never_ran_counts_its_valid_conversions_as_failed()
 
     summary = summarize_run(
         settings.run,
-        CONVERSIONS,
+        CONVERSIONS_ACCOUNT,
         extract,
         {Entity.CONVERSION: None},
         task_failures=["task merge_customers did not finish"],
@@ -533,11 +540,11 @@ def test_run_whose_merge_step_never_ran_counts_its_valid_conversions_as_failed()
 def test_trigger_rebuilds_from_what_it_serializes():
     import importlib
 
-    from mogulflow.merge_wait import PayingCustomersTrigger
+    from mogulflow.airflow.paying_customers_wait import PayingCustomersTrigger
 
     trigger = PayingCustomersTrigger(
-        keys=[to_xcom(BillingKey("ds", "c1"))],
-        found=[to_xcom(PayingCustomer(BillingKey("ds", "c0"), "u0"))],
+        keys=[to_json(BillingKey("ds", "c1"))],
+        found=[to_json(PayingCustomer(BillingKey("ds", "c0"), "u0"))],
         polls=1,
         started_at=1.0,
         deadline=1201.0,

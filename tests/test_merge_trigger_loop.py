@@ -13,13 +13,13 @@ import time
 
 from repo_paths import REPO
 
-from mogulflow.paying_customers import BillingKey
-from mogulflow.sandbox import Faults, SandboxServer
-from mogulflow.xcom import to_xcom
+from mogulflow.merge.paying_customers import BillingKey
+from mogulflow.values.json_form import to_json
+from mogulflow_sandbox import Faults, SandboxServer
 
 TRIGGER_RUN = """
 import asyncio, io, json, logging, sys, time
-from mogulflow.merge_wait import PayingCustomersTrigger
+from mogulflow.airflow.paying_customers_wait import PayingCustomersTrigger
 
 reported = io.StringIO()
 logging.getLogger("asyncio").addHandler(logging.StreamHandler(reported))
@@ -41,7 +41,7 @@ def test_the_merge_trigger_never_blocks_the_triggerers_event_loop(tmp_path):
         stripe = sandbox.state.create_data_source("Stripe", system="Stripe")["uuid"]
         for number in range(20):
             sandbox.state.create_customer(data_source_uuid=stripe, external_id=f"cus_{number}")
-        keys = [to_xcom(BillingKey(stripe, f"cus_{number}")) for number in range(25)]  # 5 never appear
+        keys = [to_json(BillingKey(stripe, f"cus_{number}")) for number in range(25)]  # 5 never appear
         arguments = {"keys": keys, "started_at": time.time(), "deadline": time.time() + 8, "interval": 0.5}
         environment = os.environ | {
             "AIRFLOW_CONN_CHARTMOGUL_DEFAULT": json.dumps(

@@ -89,11 +89,12 @@ def synced_warehouse(tmp_path_factory) -> SyncedWarehouse:
     """The sample warehouse after a full sync against the sandbox, plus a recorded merge run."""
     from direct_sync import run_sync_directly, sandbox_client
 
-    from mogulflow.model import Entity, EntityCounts, RunOutcome, RunSummary, Window
-    from mogulflow.record import record_run
-    from mogulflow.sample_data import build_sample_warehouse
-    from mogulflow.sandbox import SandboxServer
-    from mogulflow.warehouse import Warehouse
+    from mogulflow.values.entities import Entity, Window
+    from mogulflow.values.run_summary import EntityCounts, RunOutcome, RunSummary
+    from mogulflow.warehouse.connection import Warehouse
+    from mogulflow.warehouse.run_records import record_run
+    from mogulflow_demo.sample_warehouse import build_sample_warehouse
+    from mogulflow_sandbox import SandboxServer
 
     path = tmp_path_factory.mktemp("monitor") / "warehouse.duckdb"
     stats = build_sample_warehouse(path, leads=1000)
@@ -394,7 +395,7 @@ def _check_runs(inner, synced: SyncedWarehouse) -> None:
 
 
 def _check_rejects(inner, synced: SyncedWarehouse) -> None:
-    from mogulflow.model import Entity
+    from mogulflow.values.entities import Entity
 
     total = sum(c.rejected for c in synced.first_run.counts.values())
     assert inner.locator("#rejects-total").inner_text().startswith(f"{total} rejected")

@@ -23,12 +23,15 @@ from datetime import date, datetime
 import pytest
 from repo_paths import REPO
 
-from mogulflow.model import Entity, EntityCounts, RejectedRow, RunOutcome, RunSummary, Window
 from mogulflow.monitor import queries
 from mogulflow.monitor.queries import Period
-from mogulflow.record import ensure_tables, record_rejects, record_run
-from mogulflow.state import StateEntry, SyncStatus, save_state
-from mogulflow.warehouse import Warehouse
+from mogulflow.values.entities import Entity, Window
+from mogulflow.values.rejected_rows import RejectedRow
+from mogulflow.values.run_summary import EntityCounts, RunOutcome, RunSummary
+from mogulflow.warehouse.connection import Warehouse
+from mogulflow.warehouse.own_tables import ensure_tables
+from mogulflow.warehouse.run_records import record_rejects, record_run
+from mogulflow.warehouse.sync_state import StateEntry, SyncStatus, save_state
 
 T = datetime.fromisoformat
 PERIOD = Period(since=date(2025, 3, 3), until=date(2025, 3, 17))
@@ -186,10 +189,10 @@ def test_runs_of_the_period_and_data_source_newest_first_with_their_counts(wareh
     assert [r.run_id for r in runs] == [MERGE_RUN, RUN_1]
     merge, leads = runs
     assert set(merge.counts) == {"conversion"}
-    assert merge.counts["conversion"] == queries.EntityCounts(extracted=2, created=1, failed=1)
+    assert merge.counts["conversion"] == EntityCounts(extracted=2, created=1, failed=1)
     assert merge.outcome == "failed"
     assert set(leads.counts) == {"lead", "plan", "trial"}
-    assert leads.counts["lead"] == queries.EntityCounts(extracted=5, created=3, unchanged=1, rejected=1)
+    assert leads.counts["lead"] == EntityCounts(extracted=5, created=3, unchanged=1, rejected=1)
     assert leads.counts["trial"].rejected == 2
     assert leads.window_start == T("2025-03-04 00:00") and leads.window_end == T("2025-03-05 00:00")
     assert leads.duration_seconds == 150.0

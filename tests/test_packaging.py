@@ -33,7 +33,7 @@ import json, sys
 import mogulflow
 from airflow.dag_processing.dagbag import DagBag
 from airflow.providers_manager import ProvidersManager
-from mogulflow.hook import ChartMogulHook
+from mogulflow.airflow.hook import ChartMogulHook
 
 bag = DagBag(dag_folder=sys.argv[1])
 manager = ProvidersManager()
@@ -144,9 +144,9 @@ def test_wheel_carries_the_license_the_entry_point_and_the_dependencies(built):
     runtime = {_name(r) for r in requires if "extra ==" not in r}
     assert runtime == {_name(r) for r in _project()["dependencies"]}
     assert "[apache_airflow_provider]" in entry_points
-    assert "provider_info = mogulflow.provider:get_provider_info" in entry_points
-    assert "mogulflow/hook.py" in names
-    assert "mogulflow/sandbox/__main__.py" in names
+    assert "provider_info = mogulflow.airflow.provider:get_provider_info" in entry_points
+    assert "mogulflow/airflow/hook.py" in names
+    assert "mogulflow_sandbox/__main__.py" in names
     assert not [n for n in names if "__pycache__" in n or n.startswith(("tests/", "dags/"))]
 
 
@@ -197,9 +197,9 @@ def test_wheel_in_a_clean_airflow_venv_imports_the_hook_and_every_dag(built, tmp
     assert Path(result["mogulflow"]).is_relative_to(venv), "mogulflow must come from the wheel"
     assert result["errors"] == {}
     assert result["dags"] == DAG_IDS
-    assert result["hook"] == "mogulflow.hook.ChartMogulHook"
+    assert result["hook"] == "mogulflow.airflow.hook.ChartMogulHook"
     assert "mogulflow" in result["providers"]
-    assert result["chartmogul_hook"] == "mogulflow.hook.ChartMogulHook"
+    assert result["chartmogul_hook"] == "mogulflow.airflow.hook.ChartMogulHook"
 
     # only Airflow and what the wheel declares: no test tools, no sample-data extras
     listed = subprocess.run(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-from mogulflow.content import content_hash
-from mogulflow.model import Entity
-from mogulflow.plan import plan_sync
-from mogulflow.state import StateEntry, SyncStatus
-from mogulflow.transform import CustomerPayload
+from mogulflow.plan.sync_plan import plan_sync
+from mogulflow.transform.payloads import CustomerPayload
+from mogulflow.values.entities import Entity
+from mogulflow.values.payload_hash import content_hash
+from mogulflow.warehouse.sync_state import StateEntry, SyncStatus
 
 STATUS_SYNCED, STATUS_FAILED, STATUS_MERGED = SyncStatus.SYNCED, SyncStatus.FAILED, SyncStatus.MERGED
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from mogulflow.progress import ProgressReporter, format_duration
+from mogulflow.load.progress import ProgressReporter, format_duration
 
 
 class FakeClock:

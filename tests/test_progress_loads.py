@@ -12,7 +12,7 @@ import re
 import pytest
 from direct_sync import run_sync_directly, sandbox_client
 
-from mogulflow.sample_data import MIN_LEADS, build_sample_warehouse
+from mogulflow_demo.sample_warehouse import MIN_LEADS, build_sample_warehouse
 
 PROGRESS = re.compile(r"^(?P<what>[a-z]+(?: \(bulk\))?): (?P<done>[\d,]+)/(?P<total>[\d,]+) rows .* rows/s, ")
 
@@ -32,8 +32,8 @@ def test_bulk_and_per_object_loads_log_done_total_rate_and_eta(tmp_path, sandbox
     with sandbox_client(sandbox.url) as client:
         run_sync_directly(warehouse, client, run_id="progress", full_refresh=True)
 
-    bulk = [m for m in progress_lines(caplog, "mogulflow.load_bulk") if m["what"] == "lead (bulk)"]
+    bulk = [m for m in progress_lines(caplog, "mogulflow.load.bulk") if m["what"] == "lead (bulk)"]
     assert len(bulk) >= 2  # one per import at least, then the closing line
     assert bulk[-1]["done"] == bulk[-1]["total"]
-    plans = [m for m in progress_lines(caplog, "mogulflow.load") if m["what"] == "plan"]
+    plans = [m for m in progress_lines(caplog, "mogulflow.load.objects") if m["what"] == "plan"]
     assert plans and plans[-1]["done"] == plans[-1]["total"]

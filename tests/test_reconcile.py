@@ -15,19 +15,18 @@ import httpx
 import pytest
 from direct_sync import API_KEY, query, run_row, run_sync_directly, sandbox_client
 
-from mogulflow.model import Entity
-from mogulflow.reconcile import (
+from mogulflow.reconcile.compare import (
     Difference,
     DifferenceKind,
     EntityComparison,
     MonthCount,
-    ReconcileRequest,
     compare_entity,
     reconcile,
-    run_reconciliation,
 )
-from mogulflow.reconcile_sides import EntitySide, as_text
-from mogulflow.warehouse import Warehouse
+from mogulflow.reconcile.run import ReconcileRequest, run_reconciliation
+from mogulflow.reconcile.sides import EntitySide, as_text
+from mogulflow.values.entities import Entity
+from mogulflow.warehouse.connection import Warehouse
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # A window holding no source row: the next sync reads only the rows marked for re-sending.

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from builders import NOW
 
-from mogulflow.model import Entity, RuleFailure, ValidationResult
-from mogulflow.sample_data import MIN_LEADS, SAMPLE_END, SAMPLE_START, build_sample_warehouse, main
-from mogulflow.transform import build_customer_payloads
-from mogulflow.validate import validate_conversions, validate_leads, validate_plans, validate_trials
+from mogulflow.transform.customers import build_customer_payloads
+from mogulflow.validate.validator import validate_conversions, validate_leads, validate_plans, validate_trials
+from mogulflow.values.entities import Entity
+from mogulflow.values.rejected_rows import RuleFailure, ValidationResult
+from mogulflow_demo.sample_warehouse import MIN_LEADS, SAMPLE_END, SAMPLE_START, build_sample_warehouse, main
 
 SAMPLE_LEADS = 2000
 

@@ -10,10 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mogulflow import staging
-from mogulflow.model import Entity, RejectedRow
-from mogulflow.record import ensure_tables
-from mogulflow.warehouse import Warehouse
+from mogulflow.values.constants import STAGING_TABLE
+from mogulflow.values.entities import Entity
+from mogulflow.values.rejected_rows import RejectedRow
+from mogulflow.warehouse import staging
+from mogulflow.warehouse.connection import Warehouse
+from mogulflow.warehouse.own_tables import ensure_tables
+from mogulflow.warehouse.parquet_parts import iter_frames, read_frame
+from mogulflow.warehouse.part_stores import MAX_PART_BYTES, STAGING_DIR_ENV, STAGING_URL_ENV
+from mogulflow.warehouse.staged_rejects import read_rejects
 
 DAG_ID = "chartmogul_leads_trials"
 RUN_ID = "manual__2026-11-29T23:00:00+00:00"
@@ -21,8 +26,8 @@ RUN_ID = "manual__2026-11-29T23:00:00+00:00"
 
 @pytest.fixture
 def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Warehouse]:
-    monkeypatch.delenv(staging.STAGING_URL_ENV, raising=False)
-    monkeypatch.delenv(staging.STAGING_DIR_ENV, raising=False)
+    monkeypatch.delenv(STAGING_URL_ENV, raising=False)
+    monkeypatch.delenv(STAGING_DIR_ENV, raising=False)
     # In memory: a DuckDB *file* stages beside itself (see the test below); a server warehouse in its table.
     opened = Warehouse(duckdb.connect(), "duckdb")
     ensure_tables(opened)
@@ -59,7 +64,7 @@ def stage(run: staging.RunStaging, *chunks: pd.DataFrame) -> str:
 
 
 def staged_parts(warehouse: Warehouse) -> int:
-    return int(warehouse.scalar(f"SELECT count(*) FROM {staging.STAGING_TABLE}"))
+    return int(warehouse.scalar(f"SELECT count(*) FROM {STAGING_TABLE}"))
 
 
 def test_by_default_rows_are_staged_in_the_warehouse_table_and_read_back_in_order(
@@ -68,9 +73,9 @@ def test_by_default_rows_are_staged_in_the_warehouse_table_and_read_back_in_orde
     run = staging.for_run(warehouse, DAG_ID, RUN_ID)
     location = stage(run, leads(1000), leads(500, start=1000))
 
-    assert location.startswith(f"{staging.STAGING_TABLE}:")
+    assert location.startswith(f"{STAGING_TABLE}:")
     assert staged_parts(warehouse) >= 2
-    read = staging.read_frame(warehouse, location)
+    read = read_frame(warehouse, location)
     pd.testing.assert_frame_equal(read, leads(1500), check_dtype=False)
 
 
@@ -78,10 +83,10 @@ def test_a_big_chunk_is_split_into_parts_every_warehouse_binary_type_holds(wareh
     run = staging.for_run(warehouse, DAG_ID, RUN_ID)
     location = stage(run, leads(200_000))
 
-    sizes = warehouse.query_frame(f"SELECT octet_length(data) AS size FROM {staging.STAGING_TABLE}")["size"]
+    sizes = warehouse.query_frame(f"SELECT octet_length(data) AS size FROM {STAGING_TABLE}")["size"]
     assert len(sizes) > 1
-    assert sizes.max() <= staging.MAX_PART_BYTES
-    frames = list(staging.iter_frames(warehouse, location, columns=["lead_id"]))
+    assert sizes.max() <= MAX_PART_BYTES
+    frames = list(iter_frames(warehouse, location, columns=["lead_id"]))
     assert len(frames) == len(sizes)  # one part in memory at a time
     assert pd.concat(frames)["lead_id"].tolist() == leads(200_000)["lead_id"].tolist()
 
@@ -93,7 +98,7 @@ def test_dropping_rows_of_a_split_chunk_removes_exactly_those_rows(warehouse: Wa
     parts.append(leads(200_000, start=10))
     parts.drop(1, np.array([0, 150_000, 199_999]))
 
-    kept = staging.read_frame(warehouse, parts.finish(), columns=["lead_id"])["lead_id"]
+    kept = read_frame(warehouse, parts.finish(), columns=["lead_id"])["lead_id"]
     assert len(kept) == 200_010 - 3
     assert not {"lead-0000010", "lead-0150010", "lead-0200009"} & set(kept)
 
@@ -103,7 +108,7 @@ def test_staging_again_replaces_what_an_earlier_attempt_left(warehouse: Warehous
     stage(run, leads(100), leads(100, start=100), leads(100, start=200))
     location = stage(run, leads(5))
 
-    assert staging.read_frame(warehouse, location)["lead_id"].tolist() == leads(5)["lead_id"].tolist()
+    assert read_frame(warehouse, location)["lead_id"].tolist() == leads(5)["lead_id"].tolist()
 
 
 def test_rejects_are_staged_and_read_back(warehouse: Warehouse) -> None:
@@ -115,7 +120,7 @@ def test_rejects_are_staged_and_read_back(warehouse: Warehouse) -> None:
     report = run.stage_rejects(Entity.LEAD, rejected, 12, 10, stage(run, leads(10)))
 
     assert (report.extracted, report.valid, report.rejected) == (12, 10, 2)
-    assert [r.row for r in staging.read_rejects(warehouse, report)] == rejected
+    assert [r.row for r in read_rejects(warehouse, report)] == rejected
 
 
 def test_removing_a_run_deletes_only_its_parts(warehouse: Warehouse) -> None:
@@ -124,17 +129,15 @@ def test_removing_a_run_deletes_only_its_parts(warehouse: Warehouse) -> None:
 
     staging.remove_run(warehouse, DAG_ID, RUN_ID)
 
-    assert len(staging.read_frame(warehouse, other)) == 7
+    assert len(read_frame(warehouse, other)) == 7
     with pytest.raises(FileNotFoundError, match="nothing is staged"):
-        staging.read_frame(
-            warehouse, staging.for_run(warehouse, DAG_ID, RUN_ID).location(Entity.LEAD, "valid")
-        )
+        read_frame(warehouse, staging.for_run(warehouse, DAG_ID, RUN_ID).location(Entity.LEAD, "valid"))
 
 
 def test_a_staging_url_stages_files_there_instead(
     warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(staging.STAGING_URL_ENV, (tmp_path / "shared").as_uri())
+    monkeypatch.setenv(STAGING_URL_ENV, (tmp_path / "shared").as_uri())
     run = staging.for_run(warehouse, DAG_ID, RUN_ID)
     location = stage(run, leads(300), leads(300, start=300))
 
@@ -144,7 +147,7 @@ def test_a_staging_url_stages_files_there_instead(
         "part-000000.parquet",
         "part-000001.parquet",
     ]
-    assert staging.read_frame(warehouse, location)["lead_id"].tolist() == leads(600)["lead_id"].tolist()
+    assert read_frame(warehouse, location)["lead_id"].tolist() == leads(600)["lead_id"].tolist()
     staging.remove_run(warehouse, DAG_ID, RUN_ID)
     assert not list((tmp_path / "shared").rglob("*.parquet"))
 
@@ -152,8 +155,8 @@ def test_a_staging_url_stages_files_there_instead(
 def test_a_duckdb_file_warehouse_stages_in_a_folder_beside_its_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(staging.STAGING_URL_ENV, raising=False)
-    monkeypatch.delenv(staging.STAGING_DIR_ENV, raising=False)
+    monkeypatch.delenv(STAGING_URL_ENV, raising=False)
+    monkeypatch.delenv(STAGING_DIR_ENV, raising=False)
     warehouse = Warehouse.open_duckdb(str(tmp_path / "warehouse.duckdb"))
     try:
         ensure_tables(warehouse)
@@ -161,7 +164,7 @@ def test_a_duckdb_file_warehouse_stages_in_a_folder_beside_its_file(
 
         assert location.startswith((tmp_path / "warehouse.duckdb.staging").as_uri())
         assert staged_parts(warehouse) == 0
-        assert len(staging.read_frame(warehouse, location)) == 10
+        assert len(read_frame(warehouse, location)) == 10
         staging.remove_run(warehouse, DAG_ID, RUN_ID)
         assert not list((tmp_path / "warehouse.duckdb.staging").rglob("*.parquet"))
     finally:
@@ -172,9 +175,9 @@ def test_parts_stay_readable_where_they_were_put_when_the_setting_changes(
     warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     location = stage(staging.for_run(warehouse, DAG_ID, RUN_ID), leads(3))
-    monkeypatch.setenv(staging.STAGING_URL_ENV, "memory://mogulflow-staging")
+    monkeypatch.setenv(STAGING_URL_ENV, "memory://mogulflow-staging")
 
-    assert len(staging.read_frame(warehouse, location)) == 3
+    assert len(read_frame(warehouse, location)) == 3
 
 
 def test_the_warehouse_store_works_on_postgres(
@@ -182,8 +185,8 @@ def test_the_warehouse_store_works_on_postgres(
 ) -> None:
     import psycopg2
 
-    monkeypatch.delenv(staging.STAGING_URL_ENV, raising=False)
-    monkeypatch.delenv(staging.STAGING_DIR_ENV, raising=False)
+    monkeypatch.delenv(STAGING_URL_ENV, raising=False)
+    monkeypatch.delenv(STAGING_DIR_ENV, raising=False)
     warehouse = Warehouse(psycopg2.connect(**postgres_database), "postgres")
     try:
         ensure_tables(warehouse)
@@ -191,7 +194,7 @@ def test_the_warehouse_store_works_on_postgres(
         parts = run.valid_parts(Entity.LEAD)
         parts.append(leads(50_000))
         parts.drop(0, np.array([1, 2]))
-        read = staging.read_frame(warehouse, parts.finish())
+        read = read_frame(warehouse, parts.finish())
         assert len(read) == 49_998
         assert str(read["updated_at"].dt.tz) == "UTC"
         staging.remove_run(warehouse, DAG_ID, RUN_ID)

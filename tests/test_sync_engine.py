@@ -33,8 +33,8 @@ from direct_sync import (
 )
 from repo_paths import REPO
 
-from mogulflow.model import Entity
-from mogulflow.sandbox import Faults, SandboxServer
+from mogulflow.values.entities import Entity
+from mogulflow_sandbox import Faults, SandboxServer
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 LINE_ITEM_AMOUNT = LINE_ITEM_FIELDS.index("amount_in_cents")
@@ -315,14 +315,14 @@ def many_leads_with_trials(count: int):
 def test_rows_that_failed_after_retries_are_synced_by_the_next_run_even_outside_its_window(
     airflow_db, monkeypatch, sandbox, warehouse_path, leads_trials_dag
 ):
-    from mogulflow.api.retry import RetryPolicy
+    from mogulflow.chartmogul.retry import RetryPolicy
 
     leads, trials = many_leads_with_trials(80)
     write_warehouse(warehouse_path, leads=leads, plans=[plan("P1")], trials=trials)
     set_connections(monkeypatch, sandbox.url, warehouse_path)
     # Two quick attempts per request, so that some writes outlive their retries in a second.
     monkeypatch.setattr(
-        "mogulflow.hook.RetryPolicy",
+        "mogulflow.airflow.hook.RetryPolicy",
         functools.partial(RetryPolicy, max_attempts=2, base_delay=0.001, max_delay=0.005),
     )
     sandbox.set_faults(Faults(error_rate_before=0.3, seed=11))
@@ -381,7 +381,7 @@ def write_sample_squeezed_into_days(path, days: int = BACKFILL_DAYS) -> None:
     """The sample warehouse (1,000 leads, its broken rows included) with every timestamp mapped
     linearly from its ten months onto `days` days from BACKFILL_START: order (lead before trial,
     start before end, duplicates' older rows first) is kept, so each day holds a realistic slice."""
-    from mogulflow.sample_data import SAMPLE_END, SAMPLE_START, build_sample_frames
+    from mogulflow_demo.sample_warehouse import SAMPLE_END, SAMPLE_START, build_sample_frames
 
     frames, _ = build_sample_frames(seed=7, leads=1000)
     factor = timedelta(days=days) / (SAMPLE_END - SAMPLE_START)

@@ -11,16 +11,17 @@ from datetime import UTC, datetime
 import duckdb
 import pytest
 
-from mogulflow import load_bulk, sync
-from mogulflow.api.client import ChartMogulClient
-from mogulflow.data_sources import ensure_data_source
-from mogulflow.entity_step import StepInputs
-from mogulflow.model import Entity
-from mogulflow.rejects import write_rejects
-from mogulflow.reports import LoadReport
-from mogulflow.sandbox import SandboxServer
-from mogulflow.settings import resolve_settings
-from mogulflow.warehouse import Warehouse
+from mogulflow.chartmogul.client import ChartMogulClient
+from mogulflow.chartmogul.data_sources import ensure_data_source
+from mogulflow.load import bulk as load_bulk
+from mogulflow.load.entity_step import StepInputs
+from mogulflow.record.rejects import write_rejects
+from mogulflow.sync import leads_trials as sync
+from mogulflow.values.entities import Entity
+from mogulflow.values.run_settings import resolve_settings
+from mogulflow.values.step_reports import LoadReport
+from mogulflow.warehouse.connection import Warehouse
+from mogulflow_sandbox import SandboxServer
 
 WRITES = ("POST", "PATCH", "PUT", "DELETE")
 
@@ -141,7 +142,7 @@ def test_a_changed_lead_is_patched_once_with_only_the_changed_fields(sandbox, cl
 
 
 def test_changed_fields_are_the_only_ones_planned():
-    from mogulflow.fields import changed_fields
+    from mogulflow.values.field_equality import changed_fields
 
     before = {"name": "Acme", "email": "a@acme.example", "city": None}
     after = {"name": "Acme", "email": "b@acme.example", "city": None}

@@ -9,17 +9,16 @@ from datetime import UTC, datetime, timedelta, timezone
 import pandas as pd
 from builders import NOW, frame, lead, plan, trial
 
-from mogulflow.content import content_hash, format_api_time
-from mogulflow.transform import (
+from mogulflow.transform.customers import build_customer_payloads, resolve_lead_created_at
+from mogulflow.transform.payloads import (
     CustomerPayload,
     PlanPayload,
     TrialInvoice,
-    build_customer_payloads,
     build_plan_payloads,
     build_trial_invoices,
-    resolve_lead_created_at,
 )
-from mogulflow.validate import validate_leads, validate_plans, validate_trials
+from mogulflow.validate.validator import validate_leads, validate_plans, validate_trials
+from mogulflow.values.payload_hash import content_hash, format_api_time
 
 DS = "ds_leads"
 

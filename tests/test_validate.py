@@ -11,14 +11,15 @@ import pandas as pd
 import pytest
 from builders import NOW, conversion, frame, lead, plan, trial
 
-from mogulflow.model import Entity, RejectedRow, RuleFailure
-from mogulflow.validate import (
+from mogulflow.validate.validator import (
     COMMON_EMAIL,
     validate_conversions,
     validate_leads,
     validate_plans,
     validate_trials,
 )
+from mogulflow.values.entities import Entity
+from mogulflow.values.rejected_rows import RejectedRow, RuleFailure
 
 FUTURE = datetime(2099, 1, 1)
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from mogulflow.airflow_resources import open_warehouse
-from mogulflow.model import SetupError
-from mogulflow.warehouse import Warehouse
+from mogulflow.airflow.resources import open_warehouse
+from mogulflow.values.errors import SetupError
+from mogulflow.warehouse.connection import Warehouse
 
 # One neutral CREATE TABLE, as other engineers add them to include/sql/mogulflow_tables.sql.
 PARTS_TABLE = """

@@ -8,15 +8,14 @@ budget and by Airflow within the task's retries.
 
 from __future__ import annotations
 
-from mogulflow.api.errors import (
+from mogulflow.chartmogul.errors import (
     AuthenticationError,
     ChartMogulError,
     CircuitOpenError,
     RateLimitedError,
     TransientError,
 )
-from mogulflow.entity_step import RejectRatioExceeded
-from mogulflow.model import SetupError
+from mogulflow.values.errors import RejectRatioExceeded, SetupError
 
 # PostgreSQL SQLSTATE classes that are mistakes, not outages: 42 syntax error or undefined
 # table/column, 28 invalid authorization, 3D unknown database, 3F unknown schema.
@@ -69,7 +68,7 @@ def describe(error: BaseException) -> str:
             "environment variable; see the README's Configuration)"
         )
     elif name in PERMANENT_DUCKDB_ERRORS or getattr(error, "pgcode", None):
-        text = f"the warehouse refused mogulflow's SQL ({name}: {text}); run `python -m mogulflow.preflight`"
+        text = f"the warehouse refused mogulflow's SQL ({name}: {text}); run `mogulflow preflight`"
     elif not isinstance(error, SetupError | ChartMogulError | RejectRatioExceeded | Outage):
         text = f"{name}: {text}"
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mogulflow.api import ChartMogulClient, RetryPolicy
+from mogulflow.chartmogul import ChartMogulClient, RetryPolicy
 
 #: Retries that take milliseconds, so fault tests stay fast; same shape as the defaults.
 FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.001, max_delay=0.01, max_elapsed=10.0)

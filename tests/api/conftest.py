@@ -9,7 +9,7 @@ import pytest
 from api_test_support import FAST_RETRY, SANDBOX_KEY
 from fake_api import FakeChartMogul
 
-from mogulflow.api import ChartMogulClient
+from mogulflow.chartmogul import ChartMogulClient
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def client(fake: FakeChartMogul) -> Iterator[ChartMogulClient]:
 @pytest.fixture
 def live_sandbox() -> Iterator[Any]:
     """The real sandbox over HTTP, accepting only `SANDBOX_KEY`; faults are set by each test."""
-    from mogulflow.sandbox import SandboxServer
+    from mogulflow_sandbox import SandboxServer
 
     with SandboxServer(port=0, api_key=SANDBOX_KEY, json_import_delay_seconds=0.2) as server:
         yield server

@@ -19,7 +19,7 @@ from fake_api import (
     FakeChartMogul,
 )
 
-from mogulflow.api import (
+from mogulflow.chartmogul import (
     AsyncChartMogulClient,
     AuthenticationError,
     BulkImportUnsupportedError,
@@ -31,7 +31,7 @@ from mogulflow.api import (
     TransientError,
     ValidationError,
 )
-from mogulflow.fields import changed_fields
+from mogulflow.values.field_equality import changed_fields
 
 DS = "ds_00000001"
 

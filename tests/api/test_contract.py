@@ -1,6 +1,6 @@
 """Contract suite: the transport against the real sandbox over HTTP, on a bad day.
 
-Faults (see `mogulflow.sandbox.Faults`): 429s from a rate limit (with and without Retry-After),
+Faults (see `mogulflow_sandbox.Faults`): 429s from a rate limit (with and without Retry-After),
 503s above a parallelism cap, random 5xx before a write, writes applied and then answered with a
 5xx or with a dropped connection, latency. Whatever happens: zero duplicates, zero lost writes,
 zero false failures; permanent errors surface at once, with the API's own words.
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from api_test_support import SANDBOX_KEY, sandbox_client
 
-from mogulflow.api import (
+from mogulflow.chartmogul import (
     AsyncChartMogulClient,
     AuthenticationError,
     ChartMogulClient,
@@ -26,7 +26,7 @@ from mogulflow.api import (
     TransientError,
     ValidationError,
 )
-from mogulflow.sandbox import Faults
+from mogulflow_sandbox import Faults
 
 BAD_DAY = Faults(
     rate_limit_per_second=300,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mogulflow.api.errors import (
+from mogulflow.chartmogul.errors import (
     AuthenticationError,
     ChartMogulError,
     NotFoundError,

@@ -7,8 +7,8 @@ import json
 import jsonschema
 import pytest
 
-from mogulflow.hook import ChartMogulHook, build_base_url
-from mogulflow.provider import get_provider_info
+from mogulflow.airflow.hook import ChartMogulHook, build_base_url
+from mogulflow.airflow.provider import get_provider_info
 
 KEY = "cm_test_key_abcdefghij"
 
@@ -114,7 +114,7 @@ def test_provider_info_matches_airflows_schema():
     jsonschema.validate(info, schema)
     assert info["package-name"] == "mogulflow"
     (conn_type,) = info["connection-types"]
-    assert conn_type["hook-class-name"] == "mogulflow.hook.ChartMogulHook"
+    assert conn_type["hook-class-name"] == "mogulflow.airflow.hook.ChartMogulHook"
     assert conn_type["connection-type"] == ChartMogulHook.conn_type == "chartmogul"
     behaviour = conn_type["ui-field-behaviour"]
     assert behaviour["relabeling"] == {"password": "API key", "host": "API base URL"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from api_test_support import SANDBOX_KEY
 
-from mogulflow.sandbox import Faults
+from mogulflow_sandbox import Faults
 
 WRONG_KEY = "cm_wrong_key_Zq8Xw3Vb6Nt2"
 
@@ -27,7 +27,7 @@ with DAG("mogulflow_key_log_scan", schedule=None, start_date=datetime(2025, 1, 1
 
     @task
     def with_wrong_key():
-        from mogulflow.hook import ChartMogulHook
+        from mogulflow.airflow.hook import ChartMogulHook
 
         hook = ChartMogulHook(chartmogul_conn_id="cm_wrong")
         logging.getLogger(__name__).info("client %r, hook %s", hook.client, hook)
@@ -36,8 +36,8 @@ with DAG("mogulflow_key_log_scan", schedule=None, start_date=datetime(2025, 1, 1
 
     @task
     def with_api_errors():
-        from mogulflow.api import ValidationError
-        from mogulflow.hook import ChartMogulHook
+        from mogulflow.chartmogul import ValidationError
+        from mogulflow.airflow.hook import ChartMogulHook
 
         hook = ChartMogulHook(chartmogul_conn_id="cm_right")
         ds = hook.client.create_data_source("Leads")["uuid"]

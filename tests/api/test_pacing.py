@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mogulflow.api.pacing import GROW_AFTER_SUCCESSES, ConnectionSlots, RateLimiter
+from mogulflow.chartmogul.pacing import GROW_AFTER_SUCCESSES, ConnectionSlots, RateLimiter
 
 
 class FakeClock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from mogulflow.api.client import ChartMogulClient
+from mogulflow.chartmogul.client import ChartMogulClient
 
 
 def test_pages_stop_when_the_server_repeats_its_cursor():

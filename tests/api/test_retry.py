@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from mogulflow.api.retry import (
+from mogulflow.chartmogul.retry import (
     DEFAULT_RETRY_STATUS,
     CircuitBreaker,
     RetryPolicy,

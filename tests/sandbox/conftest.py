@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from mogulflow.sandbox import Faults, SandboxServer
+from mogulflow_sandbox import Faults, SandboxServer
 
 TEST_API_KEY = "test-key"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mogulflow.sandbox import SandboxServer
+from mogulflow_sandbox import SandboxServer
 
 from .sandbox_builders import customer_body, wait_until
 
@@ -22,7 +22,7 @@ PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 def start_cli(*options: str) -> tuple[subprocess.Popen[str], str]:
     environment = {**os.environ, "PYTHONPATH": str(PLUGINS)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "mogulflow.sandbox", "--port", "0", *options],
+        [str(Path(sys.executable).parent / "mogulflow"), "sandbox", "--port", "0", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

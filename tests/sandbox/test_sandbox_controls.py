@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from mogulflow.sandbox import SandboxServer
+from mogulflow_sandbox import SandboxServer
 
 from .sandbox_builders import create_customer
 

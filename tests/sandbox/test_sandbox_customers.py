@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from mogulflow.sandbox import SandboxServer, Strictness
+from mogulflow_sandbox import SandboxServer, Strictness
 
 from .sandbox_builders import create_customer, customer_body
 

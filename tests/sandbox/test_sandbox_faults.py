@@ -8,7 +8,7 @@ import threading
 import httpx
 import pytest
 
-from mogulflow.sandbox import Faults, SandboxServer
+from mogulflow_sandbox import Faults, SandboxServer
 
 from .sandbox_builders import customer_body
 

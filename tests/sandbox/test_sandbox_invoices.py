@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from mogulflow.sandbox import SandboxServer
+from mogulflow_sandbox import SandboxServer
 
 from .sandbox_builders import create_customer, create_plan, trial_invoice, trial_line_item
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from mogulflow.sandbox import SandboxServer
+from mogulflow_sandbox import SandboxServer
 
 from .sandbox_builders import create_customer, create_plan, trial_invoice, wait_until
 

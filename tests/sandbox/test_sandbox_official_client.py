@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import chartmogul
 import pytest
 
-from mogulflow.sandbox import SandboxServer
+from mogulflow_sandbox import SandboxServer
 
 from .sandbox_builders import trial_line_item, wait_until
 

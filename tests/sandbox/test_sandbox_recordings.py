@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mogulflow.sandbox import SandboxServer
+from mogulflow_sandbox import SandboxServer
 
 from .sandbox_builders import create_customer, create_plan, wait_until
 

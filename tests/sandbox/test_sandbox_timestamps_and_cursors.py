@@ -6,15 +6,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mogulflow.sandbox.api_errors import ApiError
-from mogulflow.sandbox.pagination import (
+from mogulflow_sandbox.api_errors import ApiError
+from mogulflow_sandbox.pagination import (
     PageRequest,
     decode_cursor,
     encode_cursor,
     paginate,
     read_page_request,
 )
-from mogulflow.sandbox.timestamps import (
+from mogulflow_sandbox.timestamps import (
     TimestampError,
     format_offset_timestamp,
     format_timestamp,

@@ -30,10 +30,10 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mogulflow.airflow_resources import open_warehouse
+from mogulflow.airflow.resources import open_warehouse
 from mogulflow.monitor import queries
 from mogulflow.monitor.queries import GRAINS, MONITORED_DAG_IDS, Grain, Overview, Period
-from mogulflow.warehouse import Warehouse
+from mogulflow.warehouse.connection import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def create_app(*, url_prefix: str, ui_path: str) -> FastAPI:
     iframe) at `ui_path` under Airflow's base URL, where a new login leads back to."""
     app = FastAPI(
         title="mogulflow monitor",
-        # Every route, the assets and the CSV included, needs read access to both DAGs' runs.
+        # Every route, the assets and the CSV included, needs read access to the monitored DAGs' runs.
         dependencies=[
             Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=dag_id))
             for dag_id in MONITORED_DAG_IDS

@@ -1,0 +1,3 @@
+"""Values: the frozen dataclasses, enums, constants and pure functions that every room shares.
+
+May import: nothing of mogulflow; no Airflow, no I/O (numpy and pandas for the id arrays)."""

@@ -1,0 +1,51 @@
+"""Entities and windows: which kind of source row (lead, plan, trial, conversion), and which slice of
+the source rows a run reads.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class Entity(enum.StrEnum):
+    """A kind of source row; the value is what `mogulflow_rejects.entity` holds."""
+
+    LEAD = "lead"
+    PLAN = "plan"
+    TRIAL = "trial"
+    CONVERSION = "conversion"
+
+    @property
+    def id_column(self) -> str:
+        """The source column that identifies a row of this entity."""
+        return _ID_COLUMNS[self]
+
+    @property
+    def table(self) -> str:
+        """The source table the default SQL reads this entity from."""
+        return f"{self.value}s"
+
+
+_ID_COLUMNS = {
+    Entity.LEAD: "lead_id",
+    Entity.PLAN: "plan_id",
+    Entity.TRIAL: "trial_id",
+    Entity.CONVERSION: "lead_id",
+}
+
+
+@dataclass(frozen=True)
+class Window:
+    """The slice of source rows one run reads: `[start, end)` on `updated_at`, or everything."""
+
+    start: datetime | None
+    end: datetime | None
+    full_refresh: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.full_refresh and (self.start is None or self.end is None):
+            raise ValueError("an incremental window needs both start and end (or full_refresh=True)")
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise ValueError(f"window start {self.start.isoformat()} is after its end {self.end.isoformat()}")
