@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from mogulflow.airflow.dags import DAG_FILES
+from mogulflow.airflow.dag_files import DAG_FILES
 
 
 def write_dag_files(folder: Path, *, force: bool = False) -> dict[str, str]:
