@@ -235,15 +235,33 @@ def test_dockerfile_builds_on_the_airflow_image_of_this_version_and_installs_the
     assert froms and all(f == "apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}" for f in froms)
     assert "pip wheel --no-cache-dir --no-deps" in text
     assert '"apache-airflow==${AIRFLOW_VERSION}"' in text
-    assert "mogulflow-*.whl)[celery,demo]" in text
-    assert "COPY --chown=airflow:0 dags/ /opt/airflow/dags/" in text
-    assert "COPY --chown=airflow:0 include/sql/ /opt/airflow/include/sql/" in text
+    assert 'mogulflow-*.whl)[${MOGULFLOW_EXTRAS}]"' in text
+    extras = set(re.search(r"^ARG MOGULFLOW_EXTRAS=(\S+)$", text, re.MULTILINE).group(1).split(","))
+    assert extras == {"celery", "postgres", "sandbox"}  # the demo profile needs the sandbox
+    # the wheel brings the SQL and the page; the DAG files are the thin ones `mogulflow dags` writes
+    assert "RUN mogulflow dags --into /opt/airflow/dags" in text
+    assert "include/sql" not in text and "MOGULFLOW_SQL_DIR=" not in text
+    assert "mogulflow_monitor.py" not in text  # the page comes through the wheel's entry point
     for source in re.findall(r"^COPY (?:--chown=\S+ )?(?!--from)(.+) \S+$", text, re.MULTILINE):
         for path in source.split():
             assert (REPO / path).exists(), f"Dockerfile copies {path}, which is not in the repository"
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".venv" in ignored
     assert ".env" in ignored
+
+
+def test_the_file_says_it_is_a_local_set_up_and_publishes_ports_on_loopback_only():
+    text = COMPOSE_FILE.read_text()
+    assert "A LOCAL SET-UP, NOT HARDENED FOR PRODUCTION" in text
+    for change in ("SimpleAuthManager", "AIRFLOW_ADMIN_PASSWORD", "reverse proxy", "AUTH_MANAGER"):
+        assert change in text, f"the header should say what to change for production: {change}"
+    assert "docker compose --profile demo up --build" in text
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports") or []:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+    assert ".env" in (REPO / ".gitignore").read_text().split()
+    readme = (REPO / "README.md").read_text()
+    assert "docker compose --profile demo up --build" in readme
 
 
 # ---- the commands exist in this Airflow version's CLI -----------------------------------------
@@ -263,7 +281,7 @@ def _airflow_lines(script: str) -> list[list[str]]:
 def _commands() -> dict[str, list[list[str]]]:
     """Per service of the mogulflow image: the airflow argvs it runs, its shell scripts, its python."""
     compose = _compose(_dotenv(ENV_EXAMPLE))
-    airflow, scripts, python = [], [], []
+    airflow, scripts, python, mogulflow = [], [], [], []
     for service in compose["services"].values():
         if "build" not in service:
             continue
@@ -275,13 +293,15 @@ def _commands() -> dict[str, list[list[str]]]:
             airflow.extend(_airflow_lines(argv[2]))
         elif argv[0] == "python":
             python.append(argv[1:])
+        elif argv[0] == "mogulflow":  # the image's entrypoint runs a known command as it is
+            mogulflow.append(argv[1:])
         else:  # the image's entrypoint runs `airflow ARGS`
             airflow.append(argv)
         for test in checks:
             if test and test[0] == "CMD-SHELL":
                 scripts.append(test[1])
                 airflow.extend(_airflow_lines(test[1]))
-    return {"airflow": airflow, "scripts": scripts, "python": python}
+    return {"airflow": airflow, "scripts": scripts, "python": python, "mogulflow": mogulflow}
 
 
 @pytest.mark.slow
@@ -344,6 +364,15 @@ def test_every_service_command_exists_in_this_airflow_cli(tmp_path):
     assert parse.returncode == 0, parse.stderr[-2000:]
     bad = json.loads(next(x for x in parse.stdout.splitlines() if x.startswith("BAD ")).removeprefix("BAD "))
     assert bad == []
+
+
+def test_mogulflow_commands_of_the_services_parse():
+    """`mogulflow sandbox ...` as the sandbox service runs it: its parser accepts the whole line."""
+    from mogulflow_sandbox.__main__ import build_parser
+
+    [argv] = _commands()["mogulflow"]
+    assert argv[0] == "sandbox"
+    build_parser().parse_args(argv[1:])
 
 
 def test_shell_scripts_parse_and_python_commands_exist():
@@ -453,7 +482,7 @@ def test_demo_warehouse_loader_fills_a_postgres_warehouse_once(postgres_database
     script = tmp_path / "load_demo_warehouse.py"
     script.write_text(_compose()["configs"]["load-demo-warehouse"]["content"])
     dsn = " ".join(f"{key}={value}" for key, value in postgres_database.items())
-    env = {**os.environ, "DEMO_WAREHOUSE_DSN": dsn, "MOGULFLOW_SQL_DIR": str(REPO / "include" / "sql")}
+    env = {**os.environ, "DEMO_WAREHOUSE_DSN": dsn}
     first = subprocess.run(
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
     )
