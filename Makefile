@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 AIRFLOW_STAMP := var/airflow/.initialised
 
-.PHONY: install run test test-fast lint format bench clean browser lock dist
+.PHONY: install run test test-fast lint format bench clean browser lock dist settings-table
 
 # .venv holds exactly the lock (requirements.txt), then mogulflow itself, editable, without deps.
 $(STAMP): requirements.txt pyproject.toml
@@ -28,6 +28,10 @@ lock:
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --all-extras --group dev --no-header \
 		pyproject.toml >> requirements.txt.new
 	mv requirements.txt.new requirements.txt
+
+# README.md's table of every setting, regenerated from the code (tests/test_settings_table.py checks it).
+settings-table: install
+	$(BIN)/python scripts/update_settings_table.py
 
 # dist/mogulflow-<version>-py3-none-any.whl (and the sdist): the product, as users install it.
 dist: $(STAMP)
