@@ -8,7 +8,7 @@ mogulflow.sync.leads_trials.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag
+from airflow.sdk import DAG, dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from mogulflow.airflow import tasks
@@ -47,40 +47,46 @@ Writes run in the `chartmogul_api` pool.
 """
 
 
-@dag(
-    dag_id=LEADS_TRIALS_DAG_ID,
-    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,  # runs share the sync state; overlapping windows are harmless, racing ones are not
-    params=leads_trials_params(),
-    doc_md=DOC_MD,
-    tags=["chartmogul", "mogulflow"],
-    default_args=default_args(),
-    **run_alerts(),  # failure, too many rejects, not done by the deadline: mogulflow.airflow.notifications
-)
-def chartmogul_leads_trials():
-    settings = tasks.resolve_window(LEADS_TRIALS)
-    checked = tasks.preflight(LEADS_TRIALS)
-    data_source_uuid = tasks.ensure_data_source(settings)
-    report = tasks.extract_and_validate(settings, data_source_uuid)
-    rejects = tasks.record_rejects(LEADS_TRIALS, settings, data_source_uuid, report)
-    plans = tasks.upsert_plans(settings, data_source_uuid, report)
-    customers = tasks.upsert_customers(settings, data_source_uuid, report)
-    invoices = tasks.import_trial_invoices(settings, data_source_uuid, report)
-    account = tasks.record_run(
-        LEADS_TRIALS,
-        settings,
-        data_source_task="ensure_data_source",
-        extract_task="extract_and_validate",
-        load_tasks={
-            Entity.PLAN: "upsert_plans",
-            Entity.LEAD: "upsert_customers",
-            Entity.TRIAL: "import_trial_invoices",
-        },
-        also_required=("preflight",),
+def chartmogul_leads_trials() -> DAG:
+    """Build the DAG. Its arguments (params, task defaults, alerts) are made anew at each build, so
+    settings read from the environment apply and no two DAG objects share a `Param`."""
+
+    @dag(
+        dag_id=LEADS_TRIALS_DAG_ID,
+        schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+        start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,  # runs share the sync state; overlapping windows are harmless, racing ones are not
+        params=leads_trials_params(),
+        doc_md=DOC_MD,
+        tags=["chartmogul", "mogulflow"],
+        default_args=default_args(),
+        **run_alerts(),  # failure, too many rejects, late: mogulflow.airflow.notifications
     )
-    settings >> checked >> data_source_uuid
-    rejects >> plans >> customers >> invoices >> account
-    [checked, data_source_uuid, report, rejects, plans, customers] >> account
-    account >> tasks.reconcile_after_sync(data_source_uuid)  # after a recorded, successful sync only
+    def chartmogul_leads_trials():
+        settings = tasks.resolve_window(LEADS_TRIALS)
+        checked = tasks.preflight(LEADS_TRIALS)
+        data_source_uuid = tasks.ensure_data_source(settings)
+        report = tasks.extract_and_validate(settings, data_source_uuid)
+        rejects = tasks.record_rejects(LEADS_TRIALS, settings, data_source_uuid, report)
+        plans = tasks.upsert_plans(settings, data_source_uuid, report)
+        customers = tasks.upsert_customers(settings, data_source_uuid, report)
+        invoices = tasks.import_trial_invoices(settings, data_source_uuid, report)
+        account = tasks.record_run(
+            LEADS_TRIALS,
+            settings,
+            data_source_task="ensure_data_source",
+            extract_task="extract_and_validate",
+            load_tasks={
+                Entity.PLAN: "upsert_plans",
+                Entity.LEAD: "upsert_customers",
+                Entity.TRIAL: "import_trial_invoices",
+            },
+            also_required=("preflight",),
+        )
+        settings >> checked >> data_source_uuid
+        rejects >> plans >> customers >> invoices >> account
+        [checked, data_source_uuid, report, rejects, plans, customers] >> account
+        account >> tasks.reconcile_after_sync(data_source_uuid)  # after a recorded, successful sync only
+
+    return chartmogul_leads_trials()

@@ -8,7 +8,7 @@ they call mogulflow.merge, the wait mogulflow.airflow.paying_customers_wait.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag
+from airflow.sdk import DAG, dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from mogulflow.airflow import tasks
@@ -58,34 +58,40 @@ Connections: `warehouse_default` (duckdb or postgres) and `chartmogul_default` (
 """
 
 
-@dag(
-    dag_id=MERGE_DAG_ID,
-    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,  # runs share the sync state: two runs must not merge the same lead
-    params=merge_params(),
-    doc_md=DOC_MD,
-    tags=["chartmogul", "mogulflow"],
-    default_args=default_args(),
-    **run_alerts(),  # failure, too many rejects, not done by the deadline: mogulflow.airflow.notifications
-)
-def chartmogul_merge_converted_leads():
-    settings = tasks.resolve_window(MERGE_CONVERTED_LEADS)
-    checked = tasks.preflight(MERGE_CONVERTED_LEADS)
-    data_source_uuid = tasks.find_data_source(settings)
-    report = tasks.extract_conversions(settings, data_source_uuid)
-    rejects = tasks.record_rejects(MERGE_CONVERTED_LEADS, settings, data_source_uuid, report)
-    lookup = tasks.wait_for_paying_customers(settings, data_source_uuid, report)
-    merges = tasks.merge_customers(settings, data_source_uuid, report, lookup.output)
-    account = tasks.record_run(
-        MERGE_CONVERTED_LEADS,
-        settings,
-        data_source_task="find_data_source",
-        extract_task="extract_and_validate",
-        load_tasks={Entity.CONVERSION: "merge_customers"},
-        also_required=("preflight", "wait_for_paying_customers"),
+def chartmogul_merge_converted_leads() -> DAG:
+    """Build the DAG. Its arguments (params, task defaults, alerts) are made anew at each build, so
+    settings read from the environment apply and no two DAG objects share a `Param`."""
+
+    @dag(
+        dag_id=MERGE_DAG_ID,
+        schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+        start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,  # runs share the sync state: two runs must not merge the same lead
+        params=merge_params(),
+        doc_md=DOC_MD,
+        tags=["chartmogul", "mogulflow"],
+        default_args=default_args(),
+        **run_alerts(),  # failure, too many rejects, late: mogulflow.airflow.notifications
     )
-    settings >> checked >> data_source_uuid
-    rejects >> lookup
-    [checked, data_source_uuid, report, rejects, lookup, merges] >> account
+    def chartmogul_merge_converted_leads():
+        settings = tasks.resolve_window(MERGE_CONVERTED_LEADS)
+        checked = tasks.preflight(MERGE_CONVERTED_LEADS)
+        data_source_uuid = tasks.find_data_source(settings)
+        report = tasks.extract_conversions(settings, data_source_uuid)
+        rejects = tasks.record_rejects(MERGE_CONVERTED_LEADS, settings, data_source_uuid, report)
+        lookup = tasks.wait_for_paying_customers(settings, data_source_uuid, report)
+        merges = tasks.merge_customers(settings, data_source_uuid, report, lookup.output)
+        account = tasks.record_run(
+            MERGE_CONVERTED_LEADS,
+            settings,
+            data_source_task="find_data_source",
+            extract_task="extract_and_validate",
+            load_tasks={Entity.CONVERSION: "merge_customers"},
+            also_required=("preflight", "wait_for_paying_customers"),
+        )
+        settings >> checked >> data_source_uuid
+        rejects >> lookup
+        [checked, data_source_uuid, report, rejects, lookup, merges] >> account
+
+    return chartmogul_merge_converted_leads()

@@ -8,7 +8,7 @@ calls mogulflow.reconcile.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag
+from airflow.sdk import DAG, dag
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from mogulflow.airflow import tasks
@@ -53,18 +53,24 @@ Connections: `warehouse_default` and `chartmogul_default`, as the nightly sync.
 """
 
 
-@dag(
-    dag_id=RECONCILE_DAG_ID,
-    # A fixed time after the midnight sync: the sync's own tasks emit no asset events to trigger on
-    # yet, and `reconcile` on the nightly DAG covers "right after the sync".
-    schedule=CronTriggerTimetable("0 6 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    params=reconcile_params(),
-    doc_md=DOC_MD,
-    tags=["chartmogul", "mogulflow"],
-    default_args=default_args(),
-)
-def chartmogul_reconcile():
-    tasks.reconcile()
+def chartmogul_reconcile() -> DAG:
+    """Build the DAG. Its arguments (params, task defaults, alerts) are made anew at each build, so
+    settings read from the environment apply and no two DAG objects share a `Param`."""
+
+    @dag(
+        dag_id=RECONCILE_DAG_ID,
+        # A fixed time after the midnight sync: the sync's own tasks emit no asset events to trigger on
+        # yet, and `reconcile` on the nightly DAG covers "right after the sync".
+        schedule=CronTriggerTimetable("0 6 * * *", timezone="UTC"),
+        start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        params=reconcile_params(),
+        doc_md=DOC_MD,
+        tags=["chartmogul", "mogulflow"],
+        default_args=default_args(),
+    )
+    def chartmogul_reconcile():
+        tasks.reconcile()
+
+    return chartmogul_reconcile()
