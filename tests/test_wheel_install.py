@@ -1,7 +1,8 @@
 """The wheel in the Airflow a data team already runs, on the oldest and the newest supported series.
 
 For Airflow 3.1.x and 3.3.x (the newest release of each series, resolved from the index as a user
-would: `apache-airflow>=3.1,<3.2`), in a fresh venv holding only Airflow:
+would: `apache-airflow>=3.1,<3.2`), in a fresh venv holding only Airflow (and once more for 3.1 with
+pandas 2.2.3 beside it, as the platforms of Airflow 3.1's time ship it):
 
 1. `make dist` builds dist/mogulflow-<version>-py3-none-any.whl; `pip install` puts it in with its
    `sandbox` extra (the local ChartMogul sandbox, the sample warehouse, the DuckDB warehouse). The
@@ -17,8 +18,8 @@ would: `apache-airflow>=3.1,<3.2`), in a fresh venv holding only Airflow:
    monitoring page; `airflow plugins` and `airflow providers list` name mogulflow.
 
 Nothing is skipped: a missing tool (uv, chromium, the network to the index) fails with its reason.
-Downloads come from uv's and pip's caches after the first run. Each series takes about 3-5 minutes
-on this project's 2-core machine.
+Downloads come from uv's and pip's caches after the first run. Each deployment takes about 1.5-2
+minutes on this project's 2-core machine.
 """
 
 from __future__ import annotations
@@ -48,7 +49,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 UV = Path(sys.executable).with_name("uv")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-SERIES = {"3.1": "apache-airflow>=3.1,<3.2", "3.3": "apache-airflow>=3.3,<3.4"}
+# Each deployment: what its venv holds before the wheel. "3.1-pandas2" is Airflow 3.1 as the platforms
+# of its time ship it, with pandas 2 (Airflow's providers ask pandas>=2.1.2): the wheel must keep it.
+SERIES = {
+    "3.1": ["apache-airflow>=3.1,<3.2"],
+    "3.1-pandas2": ["apache-airflow>=3.1,<3.2", "pandas==2.2.3", "numpy==2.0.2"],
+    "3.3": ["apache-airflow>=3.3,<3.4"],
+}
+KEPT = {"3.1-pandas2": {"pandas": "2.2.3", "numpy": "2.0.2"}}
 DAG_IDS = ["chartmogul_leads_trials", "chartmogul_merge_converted_leads", "chartmogul_reconcile"]
 SAMPLE_LEADS = 1000
 API_KEY = "wheel-test-key-0123456789"
@@ -194,7 +202,7 @@ def _install(root: Path, series: str, wheel: Path) -> tuple[Path, str, str, floa
     started = time.monotonic()
     # --seed: a current pip in the venv (the wheel goes in with pip, as the README says)
     _run([str(UV), "venv", "--quiet", "--seed", "--python", sys.executable, str(venv)])
-    _run([str(UV), "pip", "install", "--quiet", "--python", str(python), SERIES[series]], timeout=900)
+    _run([str(UV), "pip", "install", "--quiet", "--python", str(python), *SERIES[series]], timeout=900)
     airflow_only = time.monotonic() - started
     version = [str(python), "-c", "from importlib.metadata import version; print(version('apache-airflow'))"]
     before = _run(version).stdout.strip()
@@ -381,13 +389,16 @@ def synced(deployment: Deployment) -> Deployment:
 
 
 def test_installing_the_wheel_keeps_the_airflow_version(deployment: Deployment):
-    assert deployment.airflow_before.startswith(f"{deployment.series}.")
+    assert deployment.airflow_before.startswith(f"{deployment.series.split('-')[0]}.")
     assert deployment.airflow_after == deployment.airflow_before
     listed = subprocess.run(
         [deployment.bin("python"), "-m", "pip", "list", "--format", "json"], capture_output=True, text=True
     )
-    installed = {p["name"].lower() for p in json.loads(listed.stdout)}
+    versions = {p["name"].lower(): p["version"] for p in json.loads(listed.stdout)}
+    installed = set(versions)
     assert "mogulflow" in installed
+    for name, version in KEPT.get(deployment.series, {}).items():
+        assert versions[name] == version, f"installing the wheel changed {name} {version} → {versions[name]}"
     assert not installed & TEST_TOOLS, installed & TEST_TOOLS
 
 
