@@ -1,8 +1,7 @@
-"""The command line a person types, `mogulflow COMMAND ...`: the preflight, the run report, the pool,
-the tables' DDL; the sandbox and the sample warehouse when their packages are installed.
+"""The command line a person types: `mogulflow COMMAND ...`.
 
-May import: every room of mogulflow. Commands are found through the `mogulflow.commands` entry points,
-so the sandbox and the demo plug in without mogulflow importing them.
+May import: every room of mogulflow. Commands are found through the `mogulflow.commands` entry points, so the
+sandbox and the demo plug in without mogulflow importing them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Writes: the machinery every per-object load shares: how one row ended (`WriteResult`), the
+"""Writes: the machinery every per-object load shares: results, tally, checkpoint, thread pool.
+
+Writes: the machinery every per-object load shares: how one row ended (`WriteResult`), the
 running tally, the checkpoint, and the thread pool that runs the writes and stops early when the
 API keeps refusing (`LOAD_STOPPERS`).
 """
