@@ -211,7 +211,7 @@ def test_the_cluster_the_readme_promises():
     assert len(hostnames) == 2
 
     sandbox = _argv(services["chartmogul-sandbox"]["command"])
-    assert sandbox[:2] == ["mogulflow", "sandbox"]
+    assert sandbox[:3] == ["python", "-m", "mogulflow_sandbox"]
     assert sandbox[sandbox.index("--host") + 1] == "0.0.0.0"
     assert services["warehouse"]["image"].startswith("postgres:")
     # the demo's connections (.env.example) point at the demo's services
