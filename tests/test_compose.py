@@ -211,7 +211,7 @@ def test_the_cluster_the_readme_promises():
     assert len(hostnames) == 2
 
     sandbox = _argv(services["chartmogul-sandbox"]["command"])
-    assert sandbox[:2] == ["mogulflow", "sandbox"]
+    assert sandbox[:3] == ["python", "-m", "mogulflow_sandbox"]
     assert sandbox[sandbox.index("--host") + 1] == "0.0.0.0"
     assert services["warehouse"]["image"].startswith("postgres:")
     # the demo's connections (.env.example) point at the demo's services
@@ -281,7 +281,7 @@ def _airflow_lines(script: str) -> list[list[str]]:
 def _commands() -> dict[str, list[list[str]]]:
     """Per service of the mogulflow image: the airflow argvs it runs, its shell scripts, its python."""
     compose = _compose(_dotenv(ENV_EXAMPLE))
-    airflow, scripts, python, mogulflow = [], [], [], []
+    airflow, scripts, python = [], [], []
     for service in compose["services"].values():
         if "build" not in service:
             continue
@@ -293,15 +293,13 @@ def _commands() -> dict[str, list[list[str]]]:
             airflow.extend(_airflow_lines(argv[2]))
         elif argv[0] == "python":
             python.append(argv[1:])
-        elif argv[0] == "mogulflow":  # the image's entrypoint runs a known command as it is
-            mogulflow.append(argv[1:])
         else:  # the image's entrypoint runs `airflow ARGS`
             airflow.append(argv)
         for test in checks:
             if test and test[0] == "CMD-SHELL":
                 scripts.append(test[1])
                 airflow.extend(_airflow_lines(test[1]))
-    return {"airflow": airflow, "scripts": scripts, "python": python, "mogulflow": mogulflow}
+    return {"airflow": airflow, "scripts": scripts, "python": python}
 
 
 @pytest.mark.slow
@@ -364,15 +362,6 @@ def test_every_service_command_exists_in_this_airflow_cli(tmp_path):
     assert parse.returncode == 0, parse.stderr[-2000:]
     bad = json.loads(next(x for x in parse.stdout.splitlines() if x.startswith("BAD ")).removeprefix("BAD "))
     assert bad == []
-
-
-def test_mogulflow_commands_of_the_services_parse():
-    """`mogulflow sandbox ...` as the sandbox service runs it: its parser accepts the whole line."""
-    from mogulflow_sandbox.__main__ import build_parser
-
-    [argv] = _commands()["mogulflow"]
-    assert argv[0] == "sandbox"
-    build_parser().parse_args(argv[1:])
 
 
 def test_shell_scripts_parse_and_python_commands_exist():

@@ -35,5 +35,5 @@ def test_bulk_and_per_object_loads_log_done_total_rate_and_eta(tmp_path, sandbox
     bulk = [m for m in progress_lines(caplog, "mogulflow.load.bulk") if m["what"] == "lead (bulk)"]
     assert len(bulk) >= 2  # one per import at least, then the closing line
     assert bulk[-1]["done"] == bulk[-1]["total"]
-    plans = [m for m in progress_lines(caplog, "mogulflow.load.objects") if m["what"] == "plan"]
+    plans = [m for m in progress_lines(caplog, "mogulflow.load.writes") if m["what"] == "plan"]
     assert plans and plans[-1]["done"] == plans[-1]["total"]

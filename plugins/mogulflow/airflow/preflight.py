@@ -1,4 +1,6 @@
-"""The preflight against Airflow's connections: the `preflight` task and `mogulflow preflight` run
+"""The preflight against Airflow's connections, for the `preflight` task and `mogulflow preflight`.
+
+The preflight against Airflow's connections: the `preflight` task and `mogulflow preflight` run
 the Airflow-free check (`mogulflow.sync.preflight`) with the warehouse and the client these open.
 """
 

@@ -1,4 +1,6 @@
-"""Airflow-side resources the DAGs use: connections turned into a warehouse or a ChartMogul client,
+"""Connections turned into a warehouse or a ChartMogul client, and the `chartmogul_api` pool.
+
+Airflow-side resources the DAGs use: connections turned into a warehouse or a ChartMogul client,
 and the `chartmogul_api` pool. The pipeline steps themselves never import Airflow.
 """
 

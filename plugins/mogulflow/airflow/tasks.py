@@ -1,4 +1,6 @@
-"""The tasks of every DAG, as the DAG files wire them: one function per task, taking the XCom values
+"""The tasks of every DAG, one function per task, so that a DAG file reads as wiring only.
+
+The tasks of every DAG, as the DAG files wire them: one function per task, taking the XCom values
 it receives and returning its own (`XComArg`), so that a DAG file reads as wiring only.
 
 Each task calls its body in `mogulflow.airflow.task_bodies`, where `task_body` is the one edge

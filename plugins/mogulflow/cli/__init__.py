@@ -1,9 +1,10 @@
-"""The command line a person types, `mogulflow COMMAND ...`: the DAG files (`dags --into DIR`), the
-preflight, the run report, the pool, the SQL (`sql --into DIR`), the tables' DDL, the settings; the
-sandbox and the sample warehouse (with the `sandbox` extra).
+"""The command line a person types: `mogulflow COMMAND ...`.
 
-May import: every room of mogulflow. Commands are found through the `mogulflow.commands` entry points,
-so the sandbox and the demo plug in without mogulflow importing them.
+The DAG files (`dags --into DIR`), the preflight, the run report, the pool, the SQL (`sql --into DIR`),
+the tables' DDL, the settings; the sandbox and the sample warehouse (with the `sandbox` extra).
+
+May import: every room of mogulflow. Commands are found through the `mogulflow.commands` entry points, so the
+sandbox and the demo plug in without mogulflow importing them.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
-"""Source tables: the contract's shape of `leads`, `plans`, `trials` and `conversions`, as validation
-reads them (which columns, which are timestamps, integers, required, upper-cased)."""
+"""Source tables: the contract's shape of `leads`, `plans`, `trials` and `conversions`.
+
+Source tables: the contract's shape of `leads`, `plans`, `trials` and `conversions`, as validation
+reads them (which columns, which are timestamps, integers, required, upper-cased).
+"""
 
 from __future__ import annotations
 

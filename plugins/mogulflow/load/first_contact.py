@@ -1,4 +1,6 @@
-"""First contact: when the sync state is empty but the data source may hold customers already (a
+"""First contact: learn what a data source holds when the sync state is empty.
+
+First contact: when the sync state is empty but the data source may hold customers already (a
 re-install, a lost state table), learn what ChartMogul holds by listing it, instead of creating
 again or looking customers up one by one.
 """

@@ -24,7 +24,7 @@ from mogulflow.load.writes import (
     Tally,
     Write,
     WriteResult,
-    _run_writes,
+    run_writes,
 )
 from mogulflow.plan.sync_plan import Payload, PlannedCreate, PlannedUpdate, SyncPlan
 from mogulflow.values.entities import Entity
@@ -55,9 +55,7 @@ def load_objects(
     """Create new customers or plans (idempotently), PATCH changed ones, checkpoint confirmed writes."""
     target = RowTarget(plan.entity, data_source_uuid, run_id)
     upsert, update = _object_writes(client, plan.entity)
-    tally = Tally(plan.entity, plan.size)
-    tally.counts[RowOutcome.UNCHANGED] += len(plan.unchanged)
-    tally.counts[RowOutcome.CREATED] += len(plan.written_this_run)
+    tally = Tally.of_plan(plan)
 
     def create(item: PlannedCreate) -> WriteResult:
         answer = upsert(item.payload.to_api(data_source_uuid))
@@ -99,7 +97,7 @@ def load_objects(
 
     writes = [guarded(lambda i=item: create(i), item.payload, None) for item in plan.creates]
     writes += [guarded(lambda i=item: patch(i), item.payload, item.chartmogul_uuid) for item in plan.updates]
-    aborted = _run_writes(
+    aborted = run_writes(
         tally, target, writes, checkpoint=checkpoint, max_workers=max_workers, checkpoint_rows=checkpoint_rows
     )
     return tally.report(aborted)

@@ -22,7 +22,7 @@ from mogulflow.load.writes import (
     Tally,
     Write,
     WriteResult,
-    _run_writes,
+    run_writes,
 )
 from mogulflow.plan.sync_plan import SyncPlan
 from mogulflow.transform.payloads import TrialInvoice
@@ -60,9 +60,7 @@ def load_trial_invoices(
     this or an earlier run fail, and are retried by the next run.
     """
     target = RowTarget(plan.entity, data_source_uuid, run_id)
-    tally = Tally(plan.entity, plan.size)
-    tally.counts[RowOutcome.UNCHANGED] += len(plan.unchanged)
-    tally.counts[RowOutcome.CREATED] += len(plan.written_this_run)
+    tally = Tally.of_plan(plan)
     items = [_InvoiceWrite(c.payload, c.content_hash, c.source_updated_at, None, False) for c in plan.creates]
     items += [
         _InvoiceWrite(u.payload, u.content_hash, u.source_updated_at, u.chartmogul_uuid, True)
@@ -143,7 +141,7 @@ def load_trial_invoices(
         ([item.invoice.external_id for item in group], lambda c=customer_uuid, g=group: import_for(c, g))
         for customer_uuid, group in by_customer.items()
     ]
-    aborted = _run_writes(
+    aborted = run_writes(
         tally, target, writes, checkpoint=checkpoint, max_workers=max_workers, checkpoint_rows=checkpoint_rows
     )
     return tally.report(aborted)

@@ -1,4 +1,6 @@
-"""Writes: the machinery every per-object load shares: how one row ended (`WriteResult`), the
+"""Writes: the machinery every per-object load shares: results, tally, checkpoint, thread pool.
+
+Writes: the machinery every per-object load shares: how one row ended (`WriteResult`), the
 running tally, the checkpoint, and the thread pool that runs the writes and stops early when the
 API keeps refusing (`LOAD_STOPPERS`).
 """
@@ -15,7 +17,7 @@ from datetime import UTC, datetime
 
 from mogulflow.chartmogul.errors import AuthenticationError, ChartMogulError, CircuitOpenError
 from mogulflow.load.progress import ProgressReporter
-from mogulflow.plan.sync_plan import Payload
+from mogulflow.plan.sync_plan import Payload, SyncPlan
 from mogulflow.values.constants import ERRORS_KEPT
 from mogulflow.values.entities import Entity
 from mogulflow.values.run_summary import RowError
@@ -123,6 +125,15 @@ class Tally:
     errors: list[RowError] = field(default_factory=list)
     pending: list[StateEntry] = field(default_factory=list)
 
+    @classmethod
+    def of_plan(cls, plan: SyncPlan) -> Tally:
+        """A tally of the plan's rows that already count before any write: those left unchanged, and
+        those an earlier step or attempt of this run wrote (created)."""
+        tally = cls(plan.entity, plan.size)
+        tally.counts[RowOutcome.UNCHANGED] += len(plan.unchanged)
+        tally.counts[RowOutcome.CREATED] += len(plan.written_this_run)
+        return tally
+
     def add(self, result: WriteResult) -> None:
         """Count one row's outcome and queue its entry for the next checkpoint."""
         self.counts[result.outcome] += 1
@@ -167,7 +178,7 @@ def not_attempted(aborted: str) -> RuntimeError:
 Write = tuple[Sequence[str], Callable[[], list[WriteResult]]]
 
 
-def _run_writes(
+def run_writes(
     tally: Tally,
     target: RowTarget,
     writes: Sequence[Write],

@@ -1,4 +1,4 @@
-"""Merge: the steps of `chartmogul_merge_converted_leads`: read the conversions, find the paying
-customers billing integrations create, merge each lead into its paying customer once.
+"""Merge: the steps of `chartmogul_merge_converted_leads`, each lead into its paying customer.
 
-May import: `mogulflow.sync` and the rooms below it. Never Airflow, never `mogulflow.reconcile`."""
+May import: `mogulflow.sync` and the rooms below it. Never Airflow, never `mogulflow.reconcile`.
+"""

@@ -1,4 +1,6 @@
-"""The monitoring page's FastAPI app: server-rendered HTML, its JSON, the rejects CSV and the chart
+"""The monitoring page's FastAPI app, every route behind Airflow's login.
+
+The monitoring page's FastAPI app: server-rendered HTML, its JSON, the rejects CSV and the chart
 library, every route behind Airflow's login.
 
 A plugin's FastAPI app is open to anyone unless it declares Airflow's auth dependencies, and files

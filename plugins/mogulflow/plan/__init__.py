@@ -1,4 +1,4 @@
-"""Plan: compare each payload with the sync state: create, update (the changed fields only), or
-leave unchanged.
+"""Plan: decide, per payload, create, update (the changed fields only) or leave unchanged.
 
-May import: `mogulflow.transform` and the rooms below it (the sync state's values)."""
+May import: `mogulflow.transform` and the rooms below it (the sync state's values).
+"""

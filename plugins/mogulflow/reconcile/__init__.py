@@ -1,4 +1,4 @@
-"""Reconcile: does ChartMogul still hold what mogulflow synced? Read both sides, compare, record
-the differences, mark them for re-sending; never write to ChartMogul.
+"""Reconcile: compare what mogulflow synced with what ChartMogul holds; never write to it.
 
-May import: `mogulflow.sync` and the rooms below it. Never Airflow, never `mogulflow.merge`."""
+May import: `mogulflow.sync` and the rooms below it. Never Airflow, never `mogulflow.merge`.
+"""

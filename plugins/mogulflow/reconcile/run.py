@@ -1,4 +1,6 @@
-"""A reconciliation run: reconcile one data source, record the differences and the run's account,
+"""A reconciliation run: compare, record the differences and the run's account, mark for resend.
+
+A reconciliation run: reconcile one data source, record the differences and the run's account,
 and (with `resend`) mark what differs so that the next sync re-sends it.
 """
 

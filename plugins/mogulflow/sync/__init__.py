@@ -1,4 +1,4 @@
-"""Sync: the run of `chartmogul_leads_trials` (extract → validate → transform → plan → load →
-record, wired per entity), and the preflight check of a whole setup.
+"""Sync: `chartmogul_leads_trials`, the steps wired per entity; and the preflight of a setup.
 
-May import: every step room and the rooms below them. Never Airflow."""
+May import: every step room and the rooms below them. Never Airflow.
+"""

@@ -1,4 +1,4 @@
-"""Transform: validated rows → what ChartMogul receives (customers, plans, trial invoices), with
-the lead-date default rule.
+"""Transform: validated rows → the payloads ChartMogul receives, with the lead-date rule.
 
-May import: `mogulflow.values` only: pure functions of frames and values."""
+May import: `mogulflow.values` only: pure functions of frames and values.
+"""

@@ -1,4 +1,6 @@
-"""Customers: one payload per valid lead, with the lead-date default rule: a missing
+"""Customers: one payload per valid lead, with the lead-date default rule.
+
+Customers: one payload per valid lead, with the lead-date default rule: a missing
 `lead_created_at` becomes `free_trial_started_at`, or else the earliest start of the lead's trials,
 within a run and across runs.
 """

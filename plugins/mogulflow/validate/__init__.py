@@ -1,4 +1,4 @@
-"""Validate: the contract's rules as pandera checks over each chunk of an extract: valid rows to
-stage, rejected rows with the field, the rule and what was found.
+"""Validate: the contract's rules as pandera checks: valid rows, and rejects with their reason.
 
-May import: `mogulflow.extract` and the rooms below it."""
+May import: `mogulflow.extract` and the rooms below it.
+"""

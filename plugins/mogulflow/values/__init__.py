@@ -1,3 +1,4 @@
-"""Values: the frozen dataclasses, enums, constants and pure functions that every room shares.
+"""Values: the frozen dataclasses, enums, constants and pure functions every room shares.
 
-May import: nothing of mogulflow; no Airflow, no I/O (numpy and pandas for the id arrays)."""
+May import: nothing of mogulflow; no Airflow, no I/O (numpy and pandas for the id arrays).
+"""

@@ -1,4 +1,6 @@
-"""Constants, written once: the DAGs' ids, the connections and the pool, the params' defaults, the
+"""Constants, written once: DAG ids, connections, the pool, params' defaults, table names.
+
+Constants, written once: the DAGs' ids, the connections and the pool, the params' defaults, the
 names of mogulflow's own tables, and how much of a run's detail is kept.
 
 Plain constants: the DAG files import them at parse time, so nothing may be imported here.

@@ -1,4 +1,6 @@
-"""Entities and windows: which kind of source row (lead, plan, trial, conversion), and which slice of
+"""Entities and windows: which kind of source row, and which slice of the rows a run reads.
+
+Entities and windows: which kind of source row (lead, plan, trial, conversion), and which slice of
 the source rows a run reads.
 """
 

@@ -1,4 +1,6 @@
-"""Pipelines: what tells the sync-shaped DAGs apart, as values: the source tables each reads, how its
+"""Pipelines: what tells the sync-shaped DAGs apart, as values.
+
+Pipelines: what tells the sync-shaped DAGs apart, as values: the source tables each reads, how its
 settings are resolved, what its account covers.
 
 `chartmogul_leads_trials` and `chartmogul_merge_converted_leads` share their first and last tasks

@@ -1,4 +1,6 @@
-"""Rejected rows: what validation makes of a row that breaks a rule: the field, the rule and what
+"""Rejected rows: the field, the rule and what was found, per broken rule.
+
+Rejected rows: what validation makes of a row that breaks a rule: the field, the rule and what
 was found, and whether the row only waits for its lead or plan.
 """
 

@@ -1,4 +1,4 @@
-"""Warehouse: the SQL warehouse as mogulflow sees it: connection and dialect, the SQL files, its own
-tables (runs, rejects, sync state) and the staged parts one task hands the next.
+"""Warehouse: the SQL warehouse: connection, dialects, SQL files, mogulflow's tables, staging.
 
-May import: `mogulflow.values`. Never the ChartMogul transport, a step, or Airflow."""
+May import: `mogulflow.values`. Never the ChartMogul transport, a step, or Airflow.
+"""

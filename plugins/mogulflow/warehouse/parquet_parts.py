@@ -1,4 +1,6 @@
-"""Parquet parts: frames written to a part store as numbered Parquet parts, and read back one part
+"""Parquet parts: frames written to a part store as numbered parts, read back one at a time.
+
+Parquet parts: frames written to a part store as numbered Parquet parts, and read back one part
 (and one DuckDB batch) at a time, so that a whole extract never sits in memory.
 """
 

@@ -1,4 +1,6 @@
-"""Staged rejects: one entity's rejected rows as a frame beside its valid rows, and read back as
+"""Staged rejects: one entity's rejected rows, staged beside its valid rows and read back.
+
+Staged rejects: one entity's rejected rows as a frame beside its valid rows, and read back as
 `RejectedRow`s for `mogulflow_rejects` (with whether each waits for its lead or plan).
 """
 

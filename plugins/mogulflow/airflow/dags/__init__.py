@@ -1,7 +1,8 @@
-"""mogulflow's three DAGs, defined once in the package. A DAG file in Airflow's DAGs folder builds one
-by calling its function; `mogulflow dags --into DIR` writes those files (`mogulflow.airflow.dag_files`),
-and the repository's `dags/` holds the same ones. The files name only these three functions, so an
-upgrade of mogulflow changes the DAGs without touching them.
+"""mogulflow's three DAGs, defined once in the package: a thin DAG file builds each by calling it.
+
+`mogulflow dags --into DIR` writes those files (`mogulflow.airflow.dag_files`), and the repository's
+`dags/` holds the same ones. The files name only these three functions, so an upgrade of mogulflow
+changes the DAGs without touching them.
 """
 
 from __future__ import annotations

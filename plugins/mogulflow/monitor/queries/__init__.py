@@ -1,4 +1,6 @@
-"""What the monitoring page shows, read from the warehouse: every count and average is computed in
+"""What the monitoring page shows, read from the warehouse, every aggregate computed in SQL.
+
+What the monitoring page shows, read from the warehouse: every count and average is computed in
 SQL (DuckDB or PostgreSQL), so the page stays fast on a million leads; Python only shapes the
 few aggregated rows into values.
 
