@@ -138,7 +138,11 @@ def _merge_one(
     lead_id = conversion.lead_id
     if paying.holds(data_source_uuid, lead_id):
         return MergeOutcome(
-            lead_id, MergeKind.ALREADY_MERGED, paying.uuid, "ChartMogul lists the lead on the paying customer"
+            lead_id,
+            MergeKind.ALREADY_MERGED,
+            paying.uuid,
+            "ChartMogul lists the lead on the paying customer",
+            merged_into=paying.describe(),
         )
     if lead_entry is not None and lead_entry.status is SyncStatus.MERGED and lead_entry.chartmogul_uuid:
         if lead_entry.chartmogul_uuid == paying.uuid:
