@@ -1,5 +1,6 @@
-"""The request log: every ``/v1`` request the sandbox saw, its answer, the fault that fired, if any,
-and what it changed in the account (`Change`: which object, by external id, created, updated, ...).
+"""The request log: every ``/v1`` request the sandbox saw, its answer, its fault and what it changed.
+
+What it changed: a `Change` per object of the account it created, updated, deleted or merged.
 """
 
 from __future__ import annotations

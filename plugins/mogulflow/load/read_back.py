@@ -1,6 +1,8 @@
-"""Read back: JSON imports answer without uuids, so one listing per entity of the data source gives each
-record its uuid (a later change then needs no lookup) and proves it is there: a record an import
-reported as imported that the listing does not show was not written, whatever the import said.
+"""Read back: after JSON imports, one listing per entity gives each record its uuid and proves it is there.
+
+JSON imports answer without uuids, so the listing of the data source gives each record its uuid (a
+later change then needs no lookup); a record an import reported as imported that the listing does
+not show was not written, whatever the import said.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Leads ChartMogul merged on its own (its automatic merging of matching external ids or domains, or a
-person): what the latest reconciliation found, and how the merge DAG counted each lead's conversion.
+"""Leads ChartMogul merged on its own, and how the merge DAG counted each lead's conversion.
+
+ChartMogul merges customers with matching external ids or domains automatically (or a person does):
+the latest reconciliation reports such leads, the merge DAG's conversions say done or failed.
 """
 
 from __future__ import annotations
