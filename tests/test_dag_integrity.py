@@ -38,6 +38,7 @@ def test_leads_trials_dag_has_the_contract_params_with_descriptions(dagbag):
         "dry_run": False,
         "data_source_name": "Leads",
         "max_reject_ratio": 0.05,
+        "min_rejects_to_fail": 2,
         "reconcile": False,
     }
     for name, default in expected.items():

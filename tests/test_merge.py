@@ -557,3 +557,72 @@ def test_trigger_rebuilds_from_what_it_serializes():
 
     assert rebuilt.serialize() == (path, kwargs)
     assert "password" not in repr(kwargs) and "api_key" not in repr(kwargs)
+
+
+# ---- merges ChartMogul made on its own (issue 17) -------------------------------------------------
+
+
+def test_a_lead_chartmogul_merged_into_its_paying_customer_counts_as_done(
+    warehouse, client, sandbox, leads_ds, stripe_ds
+):
+    sync_lead(warehouse, client, leads_ds, "L1")
+    paying = sandbox.state.create_customer(data_source_uuid=stripe_ds, external_id="cus_1")
+    sandbox.state.merge_now(
+        {
+            "from": {"data_source_uuid": leads_ds, "external_id": "L1"},
+            "into": {"customer_uuid": paying["uuid"]},
+        }
+    )
+    add_conversion(warehouse, "L1", stripe_ds, "cus_1")
+
+    summary, _ = run_merge(warehouse, client, sandbox, leads_ds)
+
+    counts = summary.counts[Entity.CONVERSION]
+    assert (counts.created, counts.unchanged, counts.failed) == (0, 1, 0)
+    assert merge_requests(sandbox) == [m for m in sandbox.state.merges() if m["requested_by"] == "chartmogul"]
+    entry = load_state(warehouse, Entity.CONVERSION, leads_ds)["L1"]
+    assert entry.status is STATUS_MERGED and entry.chartmogul_uuid == paying["uuid"]
+    assert entry.payload["merged_into"].startswith(paying["uuid"])
+
+
+def test_a_lead_chartmogul_merged_into_another_customer_fails_naming_both(
+    warehouse, client, sandbox, leads_ds, stripe_ds
+):
+    sync_lead(warehouse, client, leads_ds, "L1")
+    sandbox.state.create_customer(data_source_uuid=stripe_ds, external_id="cus_1")
+    other = sandbox.state.create_customer(data_source_uuid=stripe_ds, external_id="cus_other")
+    # ChartMogul's automatic merging (matching domains) put the lead into another company's customer
+    sandbox.state.merge_now(
+        {
+            "from": {"data_source_uuid": leads_ds, "external_id": "L1"},
+            "into": {"customer_uuid": other["uuid"]},
+        }
+    )
+    add_conversion(warehouse, "L1", stripe_ds, "cus_1")
+
+    summary, merged = run_merge(warehouse, client, sandbox, leads_ds)
+
+    assert summary.counts[Entity.CONVERSION].failed == 1
+    [error] = merged.errors
+    assert "merged in ChartMogul" in error.message and other["uuid"] in error.message
+    assert "'cus_1'" in error.message  # the paying customer the conversion names
+    assert [m for m in sandbox.state.merges() if m["requested_by"] == "api"] == []  # nothing merged again
+    entry = load_state(warehouse, Entity.CONVERSION, leads_ds)["L1"]
+    assert entry.status is STATUS_FAILED and entry.payload["merged_into"].startswith(other["uuid"])
+
+
+def test_the_merge_acts_on_the_leads_customer_now_not_on_the_remembered_uuid(
+    warehouse, client, sandbox, leads_ds, stripe_ds
+):
+    remembered = sync_lead(warehouse, client, leads_ds, "L1")
+    # someone deleted the lead's customer and made it again by hand: another uuid
+    sandbox.state.delete_customer(remembered)
+    again = sandbox.state.create_customer(data_source_uuid=leads_ds, external_id="L1", status="New Lead")
+    paying = sandbox.state.create_customer(data_source_uuid=stripe_ds, external_id="cus_1")
+    add_conversion(warehouse, "L1", stripe_ds, "cus_1")
+
+    summary, _ = run_merge(warehouse, client, sandbox, leads_ds)
+
+    assert summary.counts[Entity.CONVERSION].created == 1
+    [merge] = merge_requests(sandbox)
+    assert (merge["customer_uuid"], merge["into_uuid"]) == (again["uuid"], paying["uuid"])

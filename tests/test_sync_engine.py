@@ -140,6 +140,7 @@ DEFAULT_CONF = {
     "dry_run": False,
     "data_source_name": "Leads",
     "max_reject_ratio": 0.05,
+    "min_rejects_to_fail": 2,
 }
 
 
