@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 from airflow_setup import postgres_connection
-from cluster import WORKERS, Cluster, load_sample_warehouse, throwaway_database
+from cluster import WORKERS, Cluster, PrivateDisksUnavailable, load_sample_warehouse, throwaway_database
 from repo_paths import REPO
 
 from mogulflow.values.entities import Entity
@@ -101,7 +101,10 @@ def setup(request: pytest.FixtureRequest, postgres_server: dict) -> Iterator[Set
         # One retry per task: the second test loses a worker mid-task (the first asserts no task needed it).
         cluster = Cluster(scratch, connections, extra_env={"MOGULFLOW_TASK_RETRIES": "1"})
         try:
-            cluster.start()
+            try:
+                cluster.start()
+            except PrivateDisksUnavailable as error:
+                pytest.fail(str(error), pytrace=False)  # a failure, not a skip: CI must not pass without it
             cluster.create_pool("chartmogul_api", 1)
             yield Setup(cluster, sandbox, dsn, expected)
         finally:
