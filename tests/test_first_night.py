@@ -346,9 +346,9 @@ def test_an_unreachable_api_is_an_outage_that_ends_the_run_with_its_reason(airfl
         port = probe.getsockname()[1]
     unreachable = {"conn_type": "chartmogul", "host": f"http://127.0.0.1:{port}", "password": API_KEY}
 
-    seconds, output = dags_test(duckdb_conn(warehouse_path), unreachable, retries="0")
+    # The client's outage budget ends the run (a hang would run into dags_test's timeout).
+    _, output = dags_test(duckdb_conn(warehouse_path), unreachable, retries="0")
 
-    assert seconds < 300  # the client's outage budget ends it; a hang would run into the timeout
     [(outcome, message)] = run_rows(warehouse_path)
     assert outcome == "failed"
     assert "task preflight did not finish" in message and "connection chartmogul_default" in message
