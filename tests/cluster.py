@@ -8,7 +8,9 @@ else uses (checked empty, claimed, flushed afterwards). Settings and pins follow
 have: nothing one task hands the next may live on a worker's local disk. What every machine of a
 cluster shares (the checkout with its dags/, plugins/ and .venv, the cluster's scratch folder, the
 Python installation) is bound back into the private /tmp when it lives there, so the checkout may
-be anywhere. Each worker reports its own name (`w1`, `w2`) as the task instances' hostname.
+be anywhere. Each worker reports its own name (`w1`, `w2`) as the task instances' hostname. Tasks
+may be pinned to a worker: a cluster policy sends them to a queue only that worker consumes,
+whatever the others do.
 
 Every process started here carries `MOGULFLOW_CLUSTER_ID` in its environment; `stop()` ends them
 all (SIGTERM to each process group, then SIGKILL to whatever is left of their trees) and
@@ -77,6 +79,11 @@ def shared_under_tmp(folders: list[Path]) -> list[Path]:
     return [f for f in under if not any(f != o and f.is_relative_to(o) for o in under)]
 
 
+def pinned_queue(worker: str) -> str:
+    """The Celery queue only `worker` consumes: where the tasks pinned to it go."""
+    return f"only-{worker}"
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -139,6 +146,7 @@ class Cluster:
     scratch: Path  # AIRFLOW_HOME and logs, shared by every component (bound back if under /tmp)
     connections: Mapping[str, str]  # AIRFLOW_CONN_* variables the tasks use
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    pinned: Mapping[str, str] = field(default_factory=dict)  # task id → the one worker that runs it
     cluster_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     components: dict[str, Component] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -160,7 +168,7 @@ class Cluster:
         self.logs.mkdir(parents=True)
         (self.home / "mogulflow").mkdir()  # the old local staging root: each worker gets a tmpfs over it
         (self.home / "passwords.json").write_text(json.dumps({"admin": self.password}))
-        self._write_hostname_module()
+        self._write_pythonpath_modules()
         self.check_private_disks()
         self.redis_db = claim_redis_db()
         _create_database(self.metadata_db)
@@ -189,6 +197,7 @@ class Cluster:
     def start_worker(self, name: str) -> None:
         """A Celery worker in a private mount namespace: its own tmpfs over /tmp and the old staging root."""
         command = ["airflow", "celery", "worker", "--concurrency", "2", "--celery-hostname", f"{name}@%h"]
+        command += ["--queues", f"{CELERY_QUEUE},{pinned_queue(name)}"]
         if name != WORKERS[0]:
             command.append("--skip-serve-logs")  # one log server per host port (CELERY-NOTES §4.2)
         self._launch(
@@ -286,7 +295,7 @@ class Cluster:
     def _port(self, name: str) -> int:
         return self.__dict__.setdefault(f"_port_{name}", free_port())
 
-    def _write_hostname_module(self) -> None:
+    def _write_pythonpath_modules(self) -> None:
         # Both workers share this machine's hostname; a second machine would not.
         folder = self.scratch / "pythonpath"
         folder.mkdir()
@@ -294,6 +303,12 @@ class Cluster:
             '"""The task instances\' hostname on a test cluster\'s worker: its name."""\n\n'
             "import os\n\n\ndef name() -> str:\n"
             '    return os.environ["MOGULFLOW_CLUSTER_WORKER"]\n'
+        )
+        queues = {task_id: pinned_queue(worker) for task_id, worker in self.pinned.items()}
+        (folder / "airflow_local_settings.py").write_text(
+            '"""The test cluster\'s policy: a pinned task goes to the queue of its one worker."""\n\n'
+            f"QUEUES = {queues!r}\n\n\ndef task_policy(task):\n"
+            "    task.queue = QUEUES.get(task.task_id, task.queue)\n"
         )
 
     def _launch(self, name: str, command: list[str], env: Mapping[str, str] | None = None) -> None:
@@ -452,19 +467,6 @@ class Cluster:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances"
         return self.api("GET", path).json()["task_instances"]
-
-    def wait_for_task(
-        self, dag_id: str, run_id: str, task_id: str, states: tuple[str, ...]
-    ) -> dict[str, Any]:
-        """Poll until the task instance is in one of `states`; return it."""
-        deadline = time.monotonic() + 600
-        while True:
-            [ti] = [ti for ti in self.task_instances(dag_id, run_id) if ti["task_id"] == task_id]
-            if ti["state"] in states:
-                return ti
-            if self.run_state(dag_id, run_id) in ENDED or time.monotonic() > deadline:
-                raise RuntimeError(f"{task_id} of {run_id} never became {states}: {ti['state']}")
-            time.sleep(0.2)
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600.0) -> str:
         """Poll until the run ends; return its state (success or failed)."""
