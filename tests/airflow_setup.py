@@ -17,6 +17,7 @@ FULL_REFRESH_CONF: Mapping[str, Any] = {
     "dry_run": False,
     "data_source_name": "Leads",
     "max_reject_ratio": 0.5,
+    "min_rejects_to_fail": 2,
     "reconcile": False,
 }
 

@@ -5,8 +5,12 @@ separate process groups, on a throwaway PostgreSQL metadata database and a Redis
 else uses (checked empty, claimed, flushed afterwards). Settings and pins follow
 `../shared/CELERY-NOTES.md`. Each worker runs in its own mount namespace with a private tmpfs over
 `/tmp` and over the old local staging root (`$AIRFLOW_HOME/mogulflow`), as a second machine would
-have: nothing one task hands the next may live on a worker's local disk. Each worker reports its
-own name (`w1`, `w2`) as the task instances' hostname.
+have: nothing one task hands the next may live on a worker's local disk. What every machine of a
+cluster shares (the checkout with its dags/, plugins/ and .venv, the cluster's scratch folder, the
+Python installation) is bound back into the private /tmp when it lives there, so the checkout may
+be anywhere. Each worker reports its own name (`w1`, `w2`) as the task instances' hostname. Tasks
+may be pinned to a worker: a cluster policy sends them to a queue only that worker consumes,
+whatever the others do.
 
 Every process started here carries `MOGULFLOW_CLUSTER_ID` in its environment; `stop()` ends them
 all (SIGTERM to each process group, then SIGKILL to whatever is left of their trees) and
@@ -24,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -47,6 +52,36 @@ ENDED = ("success", "failed")  # a DAG run's final states
 CELERY_QUEUE = "default"  # Airflow's [operators] default_queue
 READY_TIMEOUT = 240.0  # six Airflow components importing on 2 shared cores
 STOP_GRACE = 45.0  # the triggerer alone waits 10 s for its triggers
+TMP = Path("/tmp")  # a worker's private local disk, with the old staging root
+
+
+class PrivateDisksUnavailable(RuntimeError):
+    """This machine cannot give a worker its own mount namespace (no root or CAP_SYS_ADMIN)."""
+
+
+def in_private_disks(script: str, command: list[str]) -> list[str]:
+    """`command` run in a new private mount namespace, after `script` has set up its mounts there."""
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        f"{script} && exec {shlex.join(command)}",
+    ]
+
+
+def shared_under_tmp(folders: list[Path]) -> list[Path]:
+    """The outermost of `folders` (resolved) that lie under /tmp: what a private /tmp must bind back."""
+    under = sorted({f.resolve() for f in folders if f.resolve().is_relative_to(TMP)})
+    return [f for f in under if not any(f != o and f.is_relative_to(o) for o in under)]
+
+
+def pinned_queue(worker: str) -> str:
+    """The Celery queue only `worker` consumes: where the tasks pinned to it go."""
+    return f"only-{worker}"
 
 
 def free_port() -> int:
@@ -108,9 +143,10 @@ class Component:
 class Cluster:
     """Six Airflow processes sharing a PostgreSQL metadata DB and a Redis broker DB."""
 
-    scratch: Path  # AIRFLOW_HOME and logs; not under /tmp, which the workers do not share
+    scratch: Path  # AIRFLOW_HOME and logs, shared by every component (bound back if under /tmp)
     connections: Mapping[str, str]  # AIRFLOW_CONN_* variables the tasks use
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    pinned: Mapping[str, str] = field(default_factory=dict)  # task id → the one worker that runs it
     cluster_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     components: dict[str, Component] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -132,7 +168,8 @@ class Cluster:
         self.logs.mkdir(parents=True)
         (self.home / "mogulflow").mkdir()  # the old local staging root: each worker gets a tmpfs over it
         (self.home / "passwords.json").write_text(json.dumps({"admin": self.password}))
-        self._write_hostname_module()
+        self._write_pythonpath_modules()
+        self.check_private_disks()
         self.redis_db = claim_redis_db()
         _create_database(self.metadata_db)
         migrate = subprocess.run(
@@ -160,18 +197,59 @@ class Cluster:
     def start_worker(self, name: str) -> None:
         """A Celery worker in a private mount namespace: its own tmpfs over /tmp and the old staging root."""
         command = ["airflow", "celery", "worker", "--concurrency", "2", "--celery-hostname", f"{name}@%h"]
+        command += ["--queues", f"{CELERY_QUEUE},{pinned_queue(name)}"]
         if name != WORKERS[0]:
             command.append("--skip-serve-logs")  # one log server per host port (CELERY-NOTES §4.2)
-        private = " && ".join(
-            f"mount -t tmpfs -o size=512m mogulflow-{name} {shlex.quote(str(folder))}"
-            for folder in (self.home / "mogulflow", Path("/tmp"))
-        )
-        shell = f"{private} && exec {shlex.join(command)}"
         self._launch(
             name,
-            ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", shell],
+            in_private_disks(self._private_disks_script(name), command),
             env={"MOGULFLOW_CLUSTER_WORKER": name, "AIRFLOW__CORE__HOSTNAME_CALLABLE": "cluster_worker.name"},
         )
+
+    def check_private_disks(self) -> None:
+        """Raise `PrivateDisksUnavailable` unless a worker's mount recipe works here.
+
+        Runs the recipe of `start_worker` with a probe instead of the worker: the machine's /tmp
+        must be hidden, and what a worker needs (the checkout wherever it lives, its .venv, the
+        scratch folder) still there.
+        """
+        needed = (BIN / "airflow", REPO / "plugins", self.scratch / "pythonpath" / "cluster_worker.py")
+        with tempfile.NamedTemporaryFile(dir=TMP, prefix="mogulflow-cluster-probe-") as outside:
+            probe = f"if test -e {shlex.quote(outside.name)}; then echo '/tmp is not private'; exit 1; fi"
+            for path in map(shlex.quote, map(str, needed)):
+                probe += f"; test -e {path} || {{ echo 'no {path} in the private namespace'; exit 1; }}"
+            done = subprocess.run(
+                in_private_disks(self._private_disks_script("probe"), ["sh", "-c", probe]),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        if done.returncode:
+            raise PrivateDisksUnavailable(
+                "the cluster test gives each Celery worker private disks in its own mount namespace "
+                "(`unshare --mount`, `mount -t tmpfs`: root or CAP_SYS_ADMIN), and on this machine "
+                f"that failed: {(done.stdout + done.stderr).strip()}"
+            )
+
+    def _private_disks_script(self, name: str) -> str:
+        """Shell commands, run inside the new namespace, that give it its own /tmp and staging root.
+
+        The fresh /tmp is first mounted aside (on scratch/mounts/<name>), what must stay shared and
+        lives under /tmp is bound into it, and only then is it moved over /tmp: a tmpfs mounted
+        straight over /tmp would hide a checkout that lives there.
+        """
+        aside = self.scratch / "mounts" / name
+        aside.mkdir(parents=True, exist_ok=True)
+        tmpfs = f"mount -t tmpfs -o size=512m mogulflow-{name}"
+        commands = [f"{tmpfs} {shlex.quote(str(aside))}"]
+        for folder in shared_under_tmp([REPO, self.scratch, Path(sys.prefix), Path(sys.base_prefix)]):
+            inside = shlex.quote(str(aside / folder.relative_to(TMP)))
+            commands += [f"mkdir -p {inside}", f"mount --bind {shlex.quote(str(folder))} {inside}"]
+        commands += [
+            f"mount --move {shlex.quote(str(aside))} {TMP}",
+            f"{tmpfs} {shlex.quote(str(self.home / 'mogulflow'))}",
+        ]
+        return " && ".join(commands)
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment every component (and every CLI call) gets."""
@@ -217,7 +295,7 @@ class Cluster:
     def _port(self, name: str) -> int:
         return self.__dict__.setdefault(f"_port_{name}", free_port())
 
-    def _write_hostname_module(self) -> None:
+    def _write_pythonpath_modules(self) -> None:
         # Both workers share this machine's hostname; a second machine would not.
         folder = self.scratch / "pythonpath"
         folder.mkdir()
@@ -225,6 +303,12 @@ class Cluster:
             '"""The task instances\' hostname on a test cluster\'s worker: its name."""\n\n'
             "import os\n\n\ndef name() -> str:\n"
             '    return os.environ["MOGULFLOW_CLUSTER_WORKER"]\n'
+        )
+        queues = {task_id: pinned_queue(worker) for task_id, worker in self.pinned.items()}
+        (folder / "airflow_local_settings.py").write_text(
+            '"""The test cluster\'s policy: a pinned task goes to the queue of its one worker."""\n\n'
+            f"QUEUES = {queues!r}\n\n\ndef task_policy(task):\n"
+            "    task.queue = QUEUES.get(task.task_id, task.queue)\n"
         )
 
     def _launch(self, name: str, command: list[str], env: Mapping[str, str] | None = None) -> None:
@@ -383,19 +467,6 @@ class Cluster:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances"
         return self.api("GET", path).json()["task_instances"]
-
-    def wait_for_task(
-        self, dag_id: str, run_id: str, task_id: str, states: tuple[str, ...]
-    ) -> dict[str, Any]:
-        """Poll until the task instance is in one of `states`; return it."""
-        deadline = time.monotonic() + 600
-        while True:
-            [ti] = [ti for ti in self.task_instances(dag_id, run_id) if ti["task_id"] == task_id]
-            if ti["state"] in states:
-                return ti
-            if self.run_state(dag_id, run_id) in ENDED or time.monotonic() > deadline:
-                raise RuntimeError(f"{task_id} of {run_id} never became {states}: {ti['state']}")
-            time.sleep(0.2)
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600.0) -> str:
         """Poll until the run ends; return its state (success or failed)."""

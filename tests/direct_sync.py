@@ -19,7 +19,7 @@ from mogulflow.chartmogul.client import ChartMogulClient
 from mogulflow.chartmogul.data_sources import ensure_data_source
 from mogulflow.chartmogul.retry import RetryPolicy
 from mogulflow.load.entity_step import StepInputs
-from mogulflow.record.account import summarize_run, write_run
+from mogulflow.record.account import RunAccount, summarize_run, write_run
 from mogulflow.record.rejects import write_rejects
 from mogulflow.sync import leads_trials as sync
 from mogulflow.values.entities import Entity
@@ -51,6 +51,13 @@ def run_sync_directly(
     warehouse_path: str | Path, client: ChartMogulClient, *, run_id: str, **params: Any
 ) -> RunSummary:
     """One run of the DAG's steps (params as the DAG's `--conf`); returns the account it recorded."""
+    return run_sync_account(warehouse_path, client, run_id=run_id, **params).summary
+
+
+def run_sync_account(
+    warehouse_path: str | Path, client: ChartMogulClient, *, run_id: str, **params: Any
+) -> RunAccount:
+    """`run_sync_directly`, answering the whole account (summary and details, what alerts read)."""
     settings = resolve_settings(
         params, run_id=run_id, dag_id=DAG_ID, data_interval_start=None, data_interval_end=None
     )
@@ -81,7 +88,7 @@ def run_sync_directly(
         staging.remove_run(warehouse, DAG_ID, run_id)
     finally:
         warehouse.close()
-    return account.summary
+    return account
 
 
 # ---- reading the outcome ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ triggerer fires it (Airflow's own `CallbackTrigger`), with the context a missed 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import timedelta
 
@@ -106,6 +107,30 @@ def test_without_slack_a_failed_run_is_one_warning_line(airflow_db, connections,
     assert "\n" not in line
     assert line.startswith(f"mogulflow: chartmogul_leads_trials run {dag_run.run_id} FAILED | Why: ")
     assert "lead: extracted 6" in line and "mogulflow_rejects" in line
+
+
+@pytest.mark.slow
+def test_a_small_window_with_one_bad_plan_succeeds_with_rejects_and_still_alerts(
+    airflow_db, sandbox, slack, dagbag, monkeypatch, tmp_path
+):
+    from airflow_setup import chartmogul_connection, duckdb_connection
+    from builders import lead, plan
+    from test_sync_engine import write_warehouse
+
+    path = tmp_path / "nightly.duckdb"
+    plans = [plan(f"P{i:02d}", interval_unit="week" if i == 0 else "month") for i in range(15)]
+    write_warehouse(path, leads=[lead("L1")], plans=plans)
+    monkeypatch.setenv("AIRFLOW_CONN_CHARTMOGUL_DEFAULT", json.dumps(chartmogul_connection(sandbox.url)))
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps(duckdb_connection(path)))
+
+    # the defaults: max_reject_ratio 5%, min_rejects_to_fail 2; 1 bad plan of 15 is 6.7%
+    dag_run = dagbag.dags["chartmogul_leads_trials"].test(run_conf={**DEFAULT_CONF, "max_reject_ratio": 0.05})
+
+    assert dag_run.state == "success"
+    assert len(sandbox.state.plans()) == 14
+    [text] = slack.texts()
+    assert "ended success_with_rejects with many rejects" in text
+    assert "plan: 1 of 15 plan rows rejected (6.7%), above max_reject_ratio 5.0%, but fewer than" in text
 
 
 # ---- the deadline ----------------------------------------------------------------------------------------

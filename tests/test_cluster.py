@@ -11,6 +11,7 @@ make: every hand-off between tasks went through a place every worker reaches.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 from airflow_setup import postgres_connection
-from cluster import WORKERS, Cluster, load_sample_warehouse, throwaway_database
+from cluster import WORKERS, Cluster, PrivateDisksUnavailable, load_sample_warehouse, throwaway_database
 from repo_paths import REPO
 
 from mogulflow.values.entities import Entity
@@ -31,7 +32,8 @@ LEADS_DAG = "chartmogul_leads_trials"
 MERGE_DAG = "chartmogul_merge_converted_leads"
 API_KEY = "test-key-cluster"
 SAMPLE_LEADS = 2000
-# The tasks that read what extract_and_validate staged (record_run removes it).
+# The task that stages what it extracted (pinned to w1), and the tasks that read it (record_run removes it).
+STAGING_TASK = "extract_and_validate"
 READERS_OF_STAGING = (
     "record_rejects",
     "upsert_plans",
@@ -97,11 +99,20 @@ def setup(request: pytest.FixtureRequest, postgres_server: dict) -> Iterator[Set
             ),
             "AIRFLOW_CONN_WAREHOUSE_DEFAULT": json.dumps(postgres_connection(dsn)),
         }
-        scratch = REPO / "var" / f"cluster-{time.strftime('%Y%m%dT%H%M%S')}"
+        # The pid too: two test runs side by side may start their clusters in the same second.
+        scratch = REPO / "var" / f"cluster-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
         # One retry per task: the second test loses a worker mid-task (the first asserts no task needed it).
-        cluster = Cluster(scratch, connections, extra_env={"MOGULFLOW_TASK_RETRIES": "1"})
+        cluster = Cluster(
+            scratch,
+            connections,
+            extra_env={"MOGULFLOW_TASK_RETRIES": "1"},
+            pinned={STAGING_TASK: WORKERS[0]},
+        )
         try:
-            cluster.start()
+            try:
+                cluster.start()
+            except PrivateDisksUnavailable as error:
+                pytest.fail(str(error), pytrace=False)  # a failure, not a skip: CI must not pass without it
             cluster.create_pool("chartmogul_api", 1)
             yield Setup(cluster, sandbox, dsn, expected)
         finally:
@@ -166,21 +177,20 @@ def staged_parts(dsn: dict) -> int:
 def test_both_dags_sync_exactly_on_two_workers_that_share_no_local_disk(setup: Setup) -> None:
     cluster, sandbox, expected = setup.cluster, setup.sandbox, setup.expected
 
-    # Celery would spread the tasks over both workers at random: route them so that the extract
-    # stages on w1 and every task reading what it staged runs on w2, which cannot see w1's disk.
+    # Celery would spread the tasks over both workers at random: the extract is pinned to w1 (a
+    # queue of its own) and w2 alone takes the rest, so every task reading what the extract staged
+    # runs on w2, which cannot see w1's disk.
     started = time.monotonic()
-    cluster.only("w1")
+    cluster.only("w2")
     try:
         run_id = cluster.trigger(LEADS_DAG, {"full_refresh": True})
-        cluster.wait_for_task(LEADS_DAG, run_id, "extract_and_validate", ("running",))
-        cluster.only("w2")
         state = cluster.wait_for_run(LEADS_DAG, run_id)
     finally:
         cluster.only(*WORKERS)
     assert state == "success", failed_task_logs(cluster, LEADS_DAG, run_id)
     hosts = ran_on(cluster, LEADS_DAG, run_id)
     print(f"\n{LEADS_DAG}: {time.monotonic() - started:.1f} s, tasks on {hosts}")
-    assert hosts["extract_and_validate"] == "w1"
+    assert hosts[STAGING_TASK] == "w1"
     assert {hosts[task] for task in READERS_OF_STAGING} == {"w2"}
     assert all(ti["try_number"] == 1 for ti in cluster.task_instances(LEADS_DAG, run_id))
     assert synced(sandbox, "Leads") == Expected(expected.customers, expected.plans, expected.invoices, 0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
 from repo_paths import REPO
@@ -38,6 +37,7 @@ def test_leads_trials_dag_has_the_contract_params_with_descriptions(dagbag):
         "dry_run": False,
         "data_source_name": "Leads",
         "max_reject_ratio": 0.05,
+        "min_rejects_to_fail": 2,
         "reconcile": False,
     }
     for name, default in expected.items():
@@ -81,23 +81,21 @@ def test_dag_file_parses_fast_without_heavy_imports():
     import subprocess
     import sys
 
+    # Fast is what it imports: the time it takes depends on the machine and on what else runs on it.
+    heavy = ("pandera", "mogulflow.sync.leads_trials", "duckdb")
     code = (
-        "import sys, time; t = time.perf_counter();"
-        "import runpy; runpy.run_path(sys.argv[1]);"
-        "print(time.perf_counter() - t);"
-        "print(','.join(m for m in ('pandera', 'mogulflow.sync.leads_trials', 'duckdb') if m in sys.modules))"
+        "import sys, runpy; runpy.run_path(sys.argv[1]);"
+        "print('imported:', *(m for m in sys.argv[2:] if m in sys.modules))"
     )
-    started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-c", code, str(REPO / "dags" / "chartmogul_leads_trials.py")],
+        [sys.executable, "-c", code, str(REPO / "dags" / "chartmogul_leads_trials.py"), *heavy],
         capture_output=True,
         text=True,
         check=True,
         env={"PYTHONPATH": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PATH": ""},
     )
-    assert time.perf_counter() - started < 60
-    imported = result.stdout.strip().splitlines()[-1].split(",")
-    assert not {"pandera", "mogulflow.sync.leads_trials", "duckdb"} & set(imported)
+    imported = result.stdout.splitlines()[-1].removeprefix("imported:").split()
+    assert not set(heavy) & set(imported)
 
 
 def test_merge_dag_is_registered_with_the_contract_params_and_a_one_day_interval(dagbag):

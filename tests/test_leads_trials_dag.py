@@ -30,6 +30,7 @@ DEFAULT_CONF = {
     "dry_run": False,
     "data_source_name": "Leads",
     "max_reject_ratio": 0.5,
+    "min_rejects_to_fail": 2,
 }
 
 
@@ -134,7 +135,8 @@ def test_second_run_over_unchanged_warehouse_writes_nothing(
 def test_reject_ratio_above_the_limit_fails_the_run_before_loading_that_entity(
     airflow_db, connections, sandbox, warehouse_path, leads_trials_dag
 ):
-    dag_run = run_dag(leads_trials_dag, full_refresh=True, max_reject_ratio=0.3)
+    # min_rejects_to_fail 1: the ratio alone decides, as for any entity with at least the floor's rejects
+    dag_run = run_dag(leads_trials_dag, full_refresh=True, max_reject_ratio=0.3, min_rejects_to_fail=1)
     assert dag_run.state == "failed"
     ds = leads_source(sandbox)
     # leads 2 of 6, plans 1 of 3, trials 2 of 5 rejected: all above 30%, so nothing is loaded

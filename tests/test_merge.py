@@ -9,9 +9,8 @@ DAG's order (`run_merge`) and asserts on the sandbox's customers and the warehou
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -108,9 +107,10 @@ def add_conversion(
     )
 
 
-def pay_after_lookups(sandbox, billing_ds: str, billing_id: str, lookups: int = 1) -> threading.Thread:
-    """The billing integration creates the paying customer once mogulflow has looked for it in vain
-    `lookups` times (so the wait is exercised whatever the machine's speed)."""
+def pay_after_lookups(sandbox, billing_ds: str, billing_id: str, lookups: int = 1) -> Callable[[], bool]:
+    """The billing integration, which creates the paying customer once mogulflow has looked for it in
+    vain `lookups` times; each call catches up, and says whether the customer exists. Called between
+    two lookups (`run_merge`'s `between_lookups`), the wait is the same whatever the machine's speed."""
 
     def lookups_so_far() -> int:
         return sum(
@@ -119,15 +119,15 @@ def pay_after_lookups(sandbox, billing_ds: str, billing_id: str, lookups: int = 
             if r.method == "GET" and r.path == "/v1/customers" and f"external_id={billing_id}" in r.query
         )
 
-    def watch() -> None:
-        deadline = time.monotonic() + 120
-        while lookups_so_far() < lookups and time.monotonic() < deadline:
-            time.sleep(0.02)
+    def catch_up() -> bool:
+        if sandbox.state.find_customer(billing_ds, billing_id):
+            return True
+        if lookups_so_far() < lookups:
+            return False
         sandbox.state.create_customer(data_source_uuid=billing_ds, external_id=billing_id)
+        return True
 
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
+    return catch_up
 
 
 def run_merge(
@@ -139,11 +139,13 @@ def run_merge(
     run_id: str = "run-1",
     interval: float = 0.1,
     timeout: float = 0.0,
+    between_lookups: Sequence[Callable[[], object]] = (),
     **params: object,
 ) -> tuple[RunSummary, LoadReport]:
     """The DAG's steps in its order, with the wait done in line (as dag.test runs the trigger).
 
-    Returns the run's account and the merge step's report.
+    `between_lookups`: what happens elsewhere while the wait sleeps. Returns the run's account and
+    the merge step's report.
     """
     settings = resolve_merge_settings(
         {"full_refresh": True, "lookup_interval_seconds": interval, "lookup_timeout_seconds": timeout}
@@ -157,10 +159,15 @@ def run_merge(
     write_rejects(warehouse, settings.run, report, leads_ds)
     keys = keys_to_look_up(warehouse, leads_ds, report)
 
+    async def sleep(seconds: float) -> None:
+        for happening in between_lookups:
+            happening()
+        await asyncio.sleep(seconds)
+
     async def wait() -> LookupReport:
         async with AsyncChartMogulClient(base_url=sandbox.url, api_key=API_KEY) as aclient:
             return await wait_for_paying_customers(
-                aclient, keys, interval=interval, deadline=time.time() + timeout
+                aclient, keys, interval=interval, deadline=time.time() + timeout, sleep=sleep
             )
 
     lookup = asyncio.run(wait()) if keys else LookupReport()
@@ -169,8 +176,12 @@ def run_merge(
     return account.summary, merged
 
 
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Merges are applied asynchronously (as ChartMogul does): poll the sandbox for a while."""
+def eventually(check: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Merges are applied asynchronously (as ChartMogul does): poll the sandbox for a while.
+
+    They are due half a second after they were accepted: the timeout only ends a wait that would
+    never end, so it is far longer than that, for a machine that is busy with other things.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -236,10 +247,10 @@ def test_paying_customers_that_appear_during_the_wait_are_merged(
         pay_after_lookups(sandbox, stripe_ds, "cus_3", 2),
     ]
 
-    summary, merged = run_merge(warehouse, client, sandbox, leads_ds, interval=0.2, timeout=10)
+    summary, merged = run_merge(
+        warehouse, client, sandbox, leads_ds, interval=0.2, timeout=60, between_lookups=billing
+    )
 
-    for thread in billing:
-        thread.join()
     assert summary.counts[Entity.CONVERSION].created == 3
     assert merged.lookup.polls == 3  # cus_3 was missed twice, found at the third lookup
     for lead_id, billing_id in (("L1", "cus_1"), ("L2", "cus_2"), ("L3", "cus_3")):
@@ -470,14 +481,20 @@ def test_wait_keeps_the_last_lookup_error_of_a_missing_customer():
         async def find_customer(self, data_source_uuid, external_id):
             raise RuntimeError("HTTP 503 after 5 attempts")
 
+    now = 0.0  # the wait's own clock: it moves only when the wait sleeps
+
+    async def sleep(seconds: float) -> None:
+        nonlocal now
+        now += seconds
+
     report = asyncio.run(
         wait_for_paying_customers(
-            Client(), [BillingKey("ds", "c1")], interval=0.01, deadline=time.time() + 0.05
+            Client(), [BillingKey("ds", "c1")], interval=0.25, deadline=1.0, clock=lambda: now, sleep=sleep
         )
     )
 
     assert report.missing == {BillingKey("ds", "c1"): "HTTP 503 after 5 attempts"}
-    assert report.polls >= 2
+    assert report.polls == 5  # at 0, 0.25, 0.5, 0.75 and 1 s
 
 
 def test_lookup_report_survives_xcom():
@@ -557,3 +574,72 @@ def test_trigger_rebuilds_from_what_it_serializes():
 
     assert rebuilt.serialize() == (path, kwargs)
     assert "password" not in repr(kwargs) and "api_key" not in repr(kwargs)
+
+
+# ---- merges ChartMogul made on its own (issue 17) -------------------------------------------------
+
+
+def test_a_lead_chartmogul_merged_into_its_paying_customer_counts_as_done(
+    warehouse, client, sandbox, leads_ds, stripe_ds
+):
+    sync_lead(warehouse, client, leads_ds, "L1")
+    paying = sandbox.state.create_customer(data_source_uuid=stripe_ds, external_id="cus_1")
+    sandbox.state.merge_now(
+        {
+            "from": {"data_source_uuid": leads_ds, "external_id": "L1"},
+            "into": {"customer_uuid": paying["uuid"]},
+        }
+    )
+    add_conversion(warehouse, "L1", stripe_ds, "cus_1")
+
+    summary, _ = run_merge(warehouse, client, sandbox, leads_ds)
+
+    counts = summary.counts[Entity.CONVERSION]
+    assert (counts.created, counts.unchanged, counts.failed) == (0, 1, 0)
+    assert merge_requests(sandbox) == [m for m in sandbox.state.merges() if m["requested_by"] == "chartmogul"]
+    entry = load_state(warehouse, Entity.CONVERSION, leads_ds)["L1"]
+    assert entry.status is STATUS_MERGED and entry.chartmogul_uuid == paying["uuid"]
+    assert entry.payload["merged_into"].startswith(paying["uuid"])
+
+
+def test_a_lead_chartmogul_merged_into_another_customer_fails_naming_both(
+    warehouse, client, sandbox, leads_ds, stripe_ds
+):
+    sync_lead(warehouse, client, leads_ds, "L1")
+    sandbox.state.create_customer(data_source_uuid=stripe_ds, external_id="cus_1")
+    other = sandbox.state.create_customer(data_source_uuid=stripe_ds, external_id="cus_other")
+    # ChartMogul's automatic merging (matching domains) put the lead into another company's customer
+    sandbox.state.merge_now(
+        {
+            "from": {"data_source_uuid": leads_ds, "external_id": "L1"},
+            "into": {"customer_uuid": other["uuid"]},
+        }
+    )
+    add_conversion(warehouse, "L1", stripe_ds, "cus_1")
+
+    summary, merged = run_merge(warehouse, client, sandbox, leads_ds)
+
+    assert summary.counts[Entity.CONVERSION].failed == 1
+    [error] = merged.errors
+    assert "merged in ChartMogul" in error.message and other["uuid"] in error.message
+    assert "'cus_1'" in error.message  # the paying customer the conversion names
+    assert [m for m in sandbox.state.merges() if m["requested_by"] == "api"] == []  # nothing merged again
+    entry = load_state(warehouse, Entity.CONVERSION, leads_ds)["L1"]
+    assert entry.status is STATUS_FAILED and entry.payload["merged_into"].startswith(other["uuid"])
+
+
+def test_the_merge_acts_on_the_leads_customer_now_not_on_the_remembered_uuid(
+    warehouse, client, sandbox, leads_ds, stripe_ds
+):
+    remembered = sync_lead(warehouse, client, leads_ds, "L1")
+    # someone deleted the lead's customer and made it again by hand: another uuid
+    sandbox.state.delete_customer(remembered)
+    again = sandbox.state.create_customer(data_source_uuid=leads_ds, external_id="L1", status="New Lead")
+    paying = sandbox.state.create_customer(data_source_uuid=stripe_ds, external_id="cus_1")
+    add_conversion(warehouse, "L1", stripe_ds, "cus_1")
+
+    summary, _ = run_merge(warehouse, client, sandbox, leads_ds)
+
+    assert summary.counts[Entity.CONVERSION].created == 1
+    [merge] = merge_requests(sandbox)
+    assert (merge["customer_uuid"], merge["into_uuid"]) == (again["uuid"], paying["uuid"])

@@ -371,3 +371,35 @@ def test_lookup_across_data_sources_counts_a_full_refresh_of_another_source(ware
     story = queries.look_up(warehouse, "A")
 
     assert [(r.run_id, r.verdict) for r in story.runs] == [(OTHER_SOURCE_RUN, "extracted"), (RUN_1, "synced")]
+
+
+def test_leads_chartmogul_merged_on_its_own_show_with_the_merge_dags_verdict(warehouse):
+    warehouse.insert_rows(
+        "mogulflow_reconciliation",
+        ("run_id", "dag_id", "data_source_uuid", "entity", "external_id", "kind", "chartmogul_value", "checked_at"),
+        [
+            ("rec", "chartmogul_reconcile", "ds_1", "lead", "B", "merged", "cus_b (records: ds_1/B, ds_billing/cus_b)", T("2025-03-15 06:00")),
+            ("rec", "chartmogul_reconcile", "ds_1", "lead", "C", "merged", "cus_x (records: ds_1/C, ds_billing/cus_x)", T("2025-03-15 06:00")),
+        ],
+    )  # fmt: skip
+    save_state(
+        warehouse,
+        [
+            StateEntry(entity=Entity.CONVERSION, data_source_uuid="ds_1", external_id="B", status=SyncStatus.MERGED,
+                       synced_at=T("2025-03-15 07:00"), run_id=MERGE_RUN, chartmogul_uuid="cus_b",
+                       payload={"billing_data_source_uuid": "ds_billing", "billing_customer_external_id": "cus_b",
+                                "merged_into": "cus_b (records: ds_1/B, ds_billing/cus_b)"}),
+            StateEntry(entity=Entity.CONVERSION, data_source_uuid="ds_1", external_id="E", status=SyncStatus.FAILED,
+                       synced_at=T("2025-03-15 07:00"), run_id=MERGE_RUN,
+                       payload={"billing_data_source_uuid": "ds_billing", "billing_customer_external_id": "cus_e",
+                                "merged_into": "cus_y (records: ds_1/E, ds_billing/cus_y)", "error": "merged into cus_y"}),
+        ],
+    )  # fmt: skip
+
+    found = queries.overview(warehouse, PERIOD, data_source_uuid="ds_1").chartmogul_merges
+
+    assert sorted((m.lead_id, m.merged_into.split()[0], m.verdict, m.detail) for m in found) == [
+        ("B", "cus_b", "done", None),  # the merge DAG found it in its paying customer
+        ("C", "cus_x", "reported", None),  # only the reconciliation has seen it
+        ("E", "cus_y", "failed", "merged into cus_y"),
+    ]

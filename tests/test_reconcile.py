@@ -35,6 +35,7 @@ QUIET_WINDOW = {"start": "2020-01-01T00:00:00Z", "end": "2020-01-02T00:00:00Z"}
 LENIENT = {"max_reject_ratio": 0.5}
 
 MISSING, EXTRA, DIFFERENT = DifferenceKind.MISSING, DifferenceKind.EXTRA, DifferenceKind.DIFFERENT
+MERGED = DifferenceKind.MERGED
 LEAD, PLAN, TRIAL = Entity.LEAD, Entity.PLAN, Entity.TRIAL
 
 
@@ -262,7 +263,7 @@ def test_each_difference_is_one_row_of_mogulflow_reconciliation(sandbox, synced,
     ]  # fmt: skip
     [(checked_at,)] = query(warehouse_path, "SELECT DISTINCT checked_at FROM mogulflow_reconciliation")
     assert isinstance(checked_at, datetime)
-    assert dict(report.differences) == {MISSING: 2, EXTRA: 1, DIFFERENT: 1}
+    assert dict(report.differences) == {MISSING: 2, EXTRA: 1, DIFFERENT: 1, MERGED: 0}
 
 
 def test_a_retried_reconciliation_replaces_its_rows_instead_of_doubling_them(

@@ -36,6 +36,12 @@ def build_parser(prog: str = "mogulflow sandbox") -> argparse.ArgumentParser:
     parser.add_argument("--json-import-delay-seconds", type=float, default=DEFAULT_JSON_IMPORT_DELAY_SECONDS)
     behaviour = parser.add_argument_group("[UNVERIFIED] behaviour switches")
     behaviour.add_argument("--invoice-batch-mode", choices=INVOICE_BATCH_MODES, default="all_or_nothing")
+    behaviour.add_argument(
+        "--auto-merge",
+        action="store_true",
+        help="merge a new customer into an existing one with the same external id (in another data source) "
+        "or website domain, as ChartMogul does for accounts created on or after 2024-05-21",
+    )
     for flag, help_text in (
         ("check-country-code", "customer country must be ISO 3166-1 alpha-2"),
         ("check-lead-before-trial", "lead_created_at may not lie after free_trial_started_at"),
@@ -101,6 +107,7 @@ def server_from_arguments(arguments: argparse.Namespace) -> SandboxServer:
         strictness=strictness,
         invoice_batch_mode=arguments.invoice_batch_mode,
         host=arguments.host,
+        auto_merge=arguments.auto_merge,
     )
 
 

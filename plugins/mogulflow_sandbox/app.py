@@ -235,10 +235,14 @@ def _control_routes(state: SandboxState, injector: FaultInjector, request_log: R
         request_log.clear()
         return _no_content()
 
+    async def merge_now(request: Request) -> Response:
+        return _json(state.merge_now(await _read_object(request)))
+
     return [
         Route("/_sandbox/state", get_state, methods=["GET"]),
         Route("/_sandbox/requests", get_requests, methods=["GET"]),
         Route("/_sandbox/faults", get_faults, methods=["GET"]),
         Route("/_sandbox/faults", put_faults, methods=["PUT"]),
         Route("/_sandbox/reset", reset, methods=["POST"]),
+        Route("/_sandbox/merges", merge_now, methods=["POST"]),
     ]

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from mogulflow_sandbox.api_errors import coded_error, customer_not_found, field_errors
 from mogulflow_sandbox.data_sources import DataSourceStore
@@ -19,6 +20,7 @@ from mogulflow_sandbox.ids import new_uuid
 from mogulflow_sandbox.pagination import Page, PageRequest, page_body, paginate
 from mogulflow_sandbox.record_store import RecordStore
 from mogulflow_sandbox.records import CustomerRecord, Identity, LineItemRecord
+from mogulflow_sandbox.request_log import note_change
 from mogulflow_sandbox.rules import (
     CUSTOMER_EXTERNAL_ID_TAKEN,
     CUSTOMER_NAME_REQUIRED,
@@ -47,6 +49,7 @@ class CustomerStore(RecordStore[CustomerRecord]):
         self._by_identity: dict[Identity, str] = {}
         self._by_external_id: dict[str, set[str]] = {}
         self._by_email: dict[str, set[str]] = {}
+        self._by_website_domain: dict[str, set[str]] = {}
         # sorted customer ids, so a list page is a bisect and a slice, not a scan and a sort
         self._ids: list[int] = []
         self._ids_by_data_source: dict[str, list[int]] = {}
@@ -78,6 +81,7 @@ class CustomerStore(RecordStore[CustomerRecord]):
         )
         self._apply_changes(customer, changes)
         self._add(customer)
+        note_change("customer", identity[0], identity[1], "created")
         return customer
 
     def update(self, customer: CustomerRecord, body: dict[str, Any], *, refuse_blank_name: bool) -> None:
@@ -90,6 +94,7 @@ class CustomerStore(RecordStore[CustomerRecord]):
             raise field_errors({"name": CUSTOMER_NAME_REQUIRED})
         with self.reindexing(customer):
             self._apply_changes(customer, changes)
+        note_changes(customer, "updated")
 
     def _apply_changes(self, customer: CustomerRecord, changes: CustomerChanges) -> None:
         """Set the changed fields, then the lead default rule; checked before anything is written."""
@@ -165,6 +170,22 @@ class CustomerStore(RecordStore[CustomerRecord]):
         customer_uuid = self._by_identity.get(identity)
         return self._records[customer_uuid] if customer_uuid else None
 
+    def auto_merge_candidate(self, customer: CustomerRecord) -> CustomerRecord | None:
+        """The oldest other customer ChartMogul's automation would merge ``customer`` into: one with the
+        same external id in another data source, or the same website domain [UNVERIFIED which fields
+        count as "domains"; e-mail domains are left out, free-mail providers would merge strangers]."""
+        candidates: set[str] = set()
+        for data_source_uuid, external_id in customer.identities:
+            for other_uuid in self._by_external_id.get(external_id, ()):
+                other = self._records[other_uuid]
+                if any(source != data_source_uuid for source, ext in other.identities if ext == external_id):
+                    candidates.add(other_uuid)
+        domain = website_domain(customer.website_url)
+        if domain:
+            candidates |= self._by_website_domain.get(domain, set())
+        candidates.discard(customer.uuid)
+        return min((self._records[u] for u in candidates), key=lambda c: c.id, default=None)
+
     def in_data_source(self, data_source_uuid: str | None) -> list[CustomerRecord]:
         """Every customer (with an identity in the data source), by ascending id."""
         return [self._records[self._uuid_by_id[i]] for i in self._id_list(data_source_uuid)]
@@ -237,6 +258,9 @@ class CustomerStore(RecordStore[CustomerRecord]):
             _insert_sorted(self._ids_by_data_source.setdefault(identity[0], []), customer.id)
         if customer.email:
             self._by_email.setdefault(customer.email.lower(), set()).add(customer.uuid)
+        domain = website_domain(customer.website_url)
+        if domain:
+            self._by_website_domain.setdefault(domain, set()).add(customer.uuid)
 
     def _unindex(self, customer: CustomerRecord) -> None:
         for identity in customer.identities:
@@ -249,6 +273,24 @@ class CustomerStore(RecordStore[CustomerRecord]):
         self._uuid_by_id.pop(customer.id, None)
         if customer.email:
             self._by_email.get(customer.email.lower(), set()).discard(customer.uuid)
+        domain = website_domain(customer.website_url)
+        if domain:
+            self._by_website_domain.get(domain, set()).discard(customer.uuid)
+
+
+def website_domain(url: str | None) -> str | None:
+    """``https://www.Example.com/pricing`` → ``example.com``; None without a host."""
+    if not url or not url.strip():
+        return None
+    text = url.strip().lower()
+    host = urlsplit(text if "//" in text else "//" + text).hostname or ""
+    return host.removeprefix("www.") or None
+
+
+def note_changes(customer: CustomerRecord, change: str) -> None:
+    """Record a change of the customer under each identity it answers for (the request log's view)."""
+    for data_source_uuid, external_id in customer.identities:
+        note_change("customer", data_source_uuid, external_id, change)
 
 
 def apply_paid_status(customer: CustomerRecord, line_items: list[LineItemRecord]) -> None:

@@ -27,7 +27,7 @@ from mogulflow_sandbox.faults import (
     FaultInjector,
     Rejection,
 )
-from mogulflow_sandbox.request_log import WRITE_METHODS, RequestLog
+from mogulflow_sandbox.request_log import WRITE_METHODS, Change, RequestLog, collecting_changes
 
 API_PREFIX = "/v1"
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -69,7 +69,14 @@ class ApiGateway:
                 query = scope.get("query_string", b"").decode("latin-1")
                 duration = time.monotonic() - started
                 self.request_log.add(
-                    method, scope["path"], query, outcome.status, outcome.applied, outcome.fault, duration
+                    method,
+                    scope["path"],
+                    query,
+                    outcome.status,
+                    outcome.applied,
+                    outcome.fault,
+                    duration,
+                    tuple(outcome.changes),
                 )
 
         async def send_logged(message: Message) -> None:
@@ -82,7 +89,9 @@ class ApiGateway:
             await send(message)
 
         try:
-            drop = await self._serve(scope, receive, send_logged, method, outcome)
+            with collecting_changes() as changes:
+                outcome.changes = changes
+                drop = await self._serve(scope, receive, send_logged, method, outcome)
             if drop:
                 log_once()
                 await _drop_connection(send)
@@ -158,9 +167,10 @@ class ApiGateway:
 class _Outcome:
     """What happened to one request, filled in as it goes (for the log)."""
 
-    __slots__ = ("applied", "fault", "logged", "status")
+    __slots__ = ("applied", "changes", "fault", "logged", "status")
 
     def __init__(self) -> None:
+        self.changes: list[Change] = []
         self.status: int | None = None
         self.applied = False
         self.fault: str | None = None

@@ -30,6 +30,7 @@ from mogulflow_sandbox.records import (
     LineItemRecord,
     TransactionRecord,
 )
+from mogulflow_sandbox.request_log import note_change
 from mogulflow_sandbox.rules import (
     INVOICE_EXTERNAL_ID_TAKEN,
     LINE_ITEM_EXTERNAL_ID_TAKEN,
@@ -181,6 +182,7 @@ class InvoiceStore(RecordStore[InvoiceRecord]):
             ],
         )
         self._keep(invoice)
+        note_change("invoice", invoice.data_source_uuid, invoice.external_id, "created")
         apply_paid_status(customer, invoice.line_items)
         return invoice
 
@@ -217,6 +219,7 @@ class InvoiceStore(RecordStore[InvoiceRecord]):
             raise field_errors(errors)
         item = self._new_line_item(invoice.data_source_uuid, draft)
         invoice.line_items.append(item)
+        note_change("invoice", invoice.data_source_uuid, invoice.external_id, "updated")
         if item.external_id is not None:
             self._line_item_by_external_id[(invoice.data_source_uuid, item.external_id)] = item.uuid
         apply_paid_status(self._customers.get(invoice.customer_uuid), [item])
@@ -232,6 +235,7 @@ class InvoiceStore(RecordStore[InvoiceRecord]):
 
     def remove(self, invoice: InvoiceRecord) -> None:
         """Forget the invoice with its line items and transactions."""
+        note_change("invoice", invoice.data_source_uuid, invoice.external_id, "deleted")
         del self._records[invoice.uuid]
         self._by_external_id.pop((invoice.data_source_uuid, invoice.external_id), None)
         self._by_customer.get(invoice.customer_uuid, {}).pop(invoice.uuid, None)

@@ -1,4 +1,11 @@
-"""Customer merges and unmerges: asked for now (202), applied when the merge delay has passed."""
+"""Customer merges and unmerges: asked for now (202), applied when the merge delay has passed.
+
+Besides the API's merges, ChartMogul merges on its own (accounts created on or after May 21, 2024
+merge customers with matching external ids or domains, help.chartmogul.com article 211358589):
+`merge_now` is that merge, done at once behind the client's back (``POST /_sandbox/merges``), and
+`auto_merge_candidate` finds the customer a new one would be merged into when the sandbox's
+``auto_merge`` switch is on.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mogulflow_sandbox.api_errors import coded_error, missing_parameter
-from mogulflow_sandbox.customers import CustomerStore, earliest
+from mogulflow_sandbox.customers import CustomerStore, earliest, note_changes
 from mogulflow_sandbox.due_work import WorkQueue
 from mogulflow_sandbox.invoices import InvoiceStore
 from mogulflow_sandbox.record_store import RecordStore
@@ -53,6 +60,28 @@ class MergeStore(RecordStore[MergeRecord]):
             raise coded_error(422, "A customer cannot be merged into itself.", "into")
         self._queue("merge", source.uuid, into_uuid=target.uuid)
 
+    def merge_now(self, body: dict[str, Any]) -> CustomerRecord:
+        """Merge ``from`` into ``into`` at once, as ChartMogul's own automation (or a person) would:
+        no 202, no delay; answers the surviving customer. The same sides and errors as the API's merge."""
+        source = self._resolve_side(body, "from")
+        target = self._resolve_side(body, "into")
+        if source.uuid == target.uuid:
+            raise coded_error(422, "A customer cannot be merged into itself.", "into")
+        merge = self._queue("merge", source.uuid, into_uuid=target.uuid, delay=0.0, by="chartmogul")
+        self._merge(merge)
+        return target
+
+    def queue_auto_merge(self, customer: CustomerRecord) -> bool:
+        """With ``auto_merge`` on: queue the merge of a new customer into the existing one it matches
+        (after the merge delay, as a background automation would); True when one was queued."""
+        if not self._settings.auto_merge:
+            return False
+        target = self._customers.auto_merge_candidate(customer)
+        if target is None:
+            return False
+        self._queue("merge", customer.uuid, into_uuid=target.uuid, by="chartmogul")
+        return True
+
     def request_unmerge(self, body: dict[str, Any]) -> None:
         """``POST /v1/customers/unmerges``: split (data source, external id) off a merged customer later."""
         for name in ("customer_uuid", "data_source_uuid", "external_id"):
@@ -79,17 +108,24 @@ class MergeStore(RecordStore[MergeRecord]):
         *,
         into_uuid: str | None = None,
         split_identity: Identity | None = None,
-    ) -> None:
+        delay: float | None = None,
+        by: str = "api",
+    ) -> MergeRecord:
         merge = MergeRecord(
             id=str(uuid.uuid4()),
             kind=kind,
             customer_uuid=customer_uuid,
-            due_at=self._clock() + self._settings.merge_delay_seconds,
+            due_at=self._clock() + (self._settings.merge_delay_seconds if delay is None else delay),
             requested_at=utc_now(),
             into_uuid=into_uuid,
             split_identity=split_identity,
+            requested_by=by,
         )
-        self._keep(merge)
+        if delay == 0.0:
+            self._records[merge.id] = merge  # applied by the caller, not queued
+        else:
+            self._keep(merge)
+        return merge
 
     def _resolve_side(self, body: dict[str, Any], side: str) -> CustomerRecord:
         reference = body.get(side)
@@ -116,6 +152,7 @@ class MergeStore(RecordStore[MergeRecord]):
         if source is None or target is None:
             merge.status, merge.detail = "failed", "a customer was deleted or merged before the merge applied"
             return
+        note_changes(source, "merged")
         self._customers.remove(source)
         with self._customers.reindexing(target):
             _fold_profile(source, target)

@@ -11,6 +11,7 @@ from mogulflow_sandbox.ids import RunningNumber, new_uuid
 from mogulflow_sandbox.pagination import PageRequest, page_body, paginate
 from mogulflow_sandbox.record_store import RecordStore
 from mogulflow_sandbox.records import Identity, PlanRecord
+from mogulflow_sandbox.request_log import note_change
 from mogulflow_sandbox.rules import PLAN_EXTERNAL_ID_TAKEN, is_blank, plan_field_errors
 
 PLAN_CHANGEABLE_FIELDS = ("name", "interval_count", "interval_unit")
@@ -50,6 +51,7 @@ class PlanStore(RecordStore[PlanRecord]):
             seq=self._positions.take(),
         )
         self._keep(plan)
+        note_change("plan", plan.data_source_uuid, plan.external_id, "created")
         return plan
 
     def update(self, plan: PlanRecord, body: dict[str, Any], *, partial: bool) -> None:
@@ -60,6 +62,7 @@ class PlanStore(RecordStore[PlanRecord]):
         for name in PLAN_CHANGEABLE_FIELDS:
             if name in body:
                 setattr(plan, name, body[name])
+        note_change("plan", plan.data_source_uuid, plan.external_id, "updated")
 
     def upsert(self, data_source_uuid: str, raw: dict[str, Any]) -> bool:
         """Create the plan, or update name and interval when (data source, external id) exists.
@@ -84,6 +87,7 @@ class PlanStore(RecordStore[PlanRecord]):
 
     def remove(self, plan: PlanRecord) -> None:
         """Forget the plan."""
+        note_change("plan", plan.data_source_uuid, plan.external_id, "deleted")
         del self._records[plan.uuid]
         self._by_external_id.pop((plan.data_source_uuid, plan.external_id), None)
 

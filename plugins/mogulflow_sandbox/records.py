@@ -265,6 +265,8 @@ class MergeRecord:
     split_identity: Identity | None = None  # unmerge only
     status: str = "pending"  # pending, applied, failed
     detail: str = ""
+    #: "api" (POST /v1/customers/merges or unmerges) or "chartmogul" (its own automation, or a person)
+    requested_by: str = "api"
 
     def to_api(self) -> dict[str, Any]:
         """The merge as ``GET /_sandbox/state`` shows it."""

@@ -46,12 +46,14 @@ class SandboxServer:
         strictness: Strictness | None = None,
         invoice_batch_mode: InvoiceBatchMode = "all_or_nothing",
         host: str = DEFAULT_HOST,
+        auto_merge: bool = False,
     ) -> None:
         settings = SandboxSettings(
             strictness=strictness or Strictness(),
             invoice_batch_mode=invoice_batch_mode,
             merge_delay_seconds=merge_delay_seconds,
             json_import_delay_seconds=json_import_delay_seconds,
+            auto_merge=auto_merge,
         )
         self.state = SandboxState(settings)
         self.request_log = RequestLog()

@@ -44,6 +44,10 @@ class SandboxSettings:
     merge_delay_seconds: float = DEFAULT_MERGE_DELAY_SECONDS
     #: seconds a JSON import takes from ``queued`` to ``completed`` (``processing`` in the second half)
     json_import_delay_seconds: float = DEFAULT_JSON_IMPORT_DELAY_SECONDS
+    #: merge a new customer into an existing one with the same external id (in another data source) or
+    #: website domain, after the merge delay, as ChartMogul does for accounts created on or after
+    #: 2024-05-21; off by default (older accounts, and every test that does not ask for it)
+    auto_merge: bool = False
 
     def __post_init__(self) -> None:
         if self.invoice_batch_mode not in INVOICE_BATCH_MODES:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from mogulflow_sandbox.customers import CustomerStore
+from mogulflow_sandbox.customers import CustomerStore, note_changes
 from mogulflow_sandbox.data_sources import DataSourceStore
 from mogulflow_sandbox.due_work import WorkQueue
 from mogulflow_sandbox.ids import RunningNumber
@@ -148,6 +148,7 @@ class SandboxState:
 
     def _create_customer(self, body: dict[str, Any]) -> CustomerRecord:
         customer = self._customers.create(body)
+        self._merges.queue_auto_merge(customer)
         self._changed()
         return customer
 
@@ -172,6 +173,7 @@ class SandboxState:
 
     def _drop_customer(self, customer: CustomerRecord) -> None:
         self._invoices.remove_customer_invoices(customer.uuid)
+        note_changes(customer, "deleted")
         self._customers.remove(customer)
 
     @_locked
@@ -217,6 +219,14 @@ class SandboxState:
         """``POST /v1/customers/unmerges``: split (data source, external id) off a merged customer later."""
         self._merges.request_unmerge(body)
         self._changed()
+
+    @_locked
+    def merge_now(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``from`` into ``into`` at once, behind the client's back, as ChartMogul's automation does
+        (``POST /_sandbox/merges``); answers the surviving customer."""
+        survivor = self._merges.merge_now(body)
+        self._changed()
+        return self._customers.render(survivor)
 
     @_locked
     def merges(self) -> list[dict[str, Any]]:

@@ -139,12 +139,11 @@ def test_plain_create_refuses_a_duplicate(client, fake):
 
 
 def test_validation_error_surfaces_at_once_with_the_api_message(client, fake):
-    started = time.monotonic()
     with pytest.raises(ValidationError) as raised:
         client.create_customer({"data_source_uuid": DS, "name": "No id"})
-    assert time.monotonic() - started < 0.5
     assert (raised.value.status, raised.value.field) == (422, "external_id")
     assert "A unique external ID is required." in str(raised.value)
+    # At once: one request, and no wait (the client only ever waits before another request).
     assert fake.count("POST", "/v1/customers") == 1
 
 
@@ -209,11 +208,9 @@ def test_circuit_opens_when_the_api_keeps_refusing(fake):
             with pytest.raises(TransientError):
                 c.find_customer(DS, "x")
         sent = len(fake.requests)
-        started = time.monotonic()
         with pytest.raises(CircuitOpenError, match="in a row"):
             c.find_customer(DS, "x")
-        assert len(fake.requests) == sent  # refused without asking the API
-        assert time.monotonic() - started < 0.1
+        assert len(fake.requests) == sent  # refused without asking the API, so without waiting for it
 
 
 # ---- invoices

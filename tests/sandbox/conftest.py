@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from mogulflow_sandbox import Faults, SandboxServer
+from mogulflow_sandbox import faults as sandbox_faults
+
+from .sandbox_builders import RateClock
 
 TEST_API_KEY = "test-key"
 
@@ -25,6 +30,15 @@ def sandbox(shared_sandbox: SandboxServer) -> SandboxServer:
     shared_sandbox.reset()
     shared_sandbox.set_faults(Faults())
     return shared_sandbox
+
+
+@pytest.fixture
+def rate_clock(monkeypatch: pytest.MonkeyPatch) -> RateClock:
+    """Stop the sandbox's rate window in time, so that a test's requests fall in one window however
+    slowly the machine serves them (only the fault injector's clock: latency still takes real time)."""
+    clock = RateClock()
+    monkeypatch.setattr(sandbox_faults, "time", SimpleNamespace(monotonic=clock, time=time.time))
+    return clock
 
 
 @pytest.fixture

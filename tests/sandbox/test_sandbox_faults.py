@@ -10,13 +10,14 @@ import pytest
 
 from mogulflow_sandbox import Faults, SandboxServer
 
-from .sandbox_builders import customer_body
+from .sandbox_builders import RateClock, customer_body
 
 
 def ping_statuses(api: httpx.Client, count: int) -> list[int]:
     return [api.get("/ping").status_code for _ in range(count)]
 
 
+@pytest.mark.usefixtures("rate_clock")
 def test_rate_limit_answers_429_above_the_rate(api: httpx.Client, sandbox: SandboxServer) -> None:
     sandbox.set_faults(Faults(rate_limit_per_second=3))
 
@@ -26,6 +27,7 @@ def test_rate_limit_answers_429_above_the_rate(api: httpx.Client, sandbox: Sandb
     assert sandbox.fault_counts() == {"rate_limited": 2}
 
 
+@pytest.mark.usefixtures("rate_clock")
 def test_rate_limited_answer_has_the_documented_message(api: httpx.Client, sandbox: SandboxServer) -> None:
     sandbox.set_faults(Faults(rate_limit_per_second=1))
     api.get("/ping")
@@ -40,6 +42,7 @@ def test_rate_limited_answer_has_the_documented_message(api: httpx.Client, sandb
     assert "retry-after" not in response.headers
 
 
+@pytest.mark.usefixtures("rate_clock")
 def test_retry_after_is_sent_in_seconds(api: httpx.Client, sandbox: SandboxServer) -> None:
     sandbox.set_faults(Faults(rate_limit_per_second=1, retry_after=2))
     api.get("/ping")
@@ -47,6 +50,7 @@ def test_retry_after_is_sent_in_seconds(api: httpx.Client, sandbox: SandboxServe
     assert api.get("/ping").headers["retry-after"] == "2"
 
 
+@pytest.mark.usefixtures("rate_clock")
 def test_retry_after_can_be_an_http_date(api: httpx.Client, sandbox: SandboxServer) -> None:
     sandbox.set_faults(Faults(rate_limit_per_second=1, retry_after=30, retry_after_http_date=True))
     api.get("/ping")
@@ -57,21 +61,28 @@ def test_retry_after_can_be_an_http_date(api: httpx.Client, sandbox: SandboxServ
 
 
 def test_rate_window_slides_so_requests_pass_again_after_a_second(
-    api: httpx.Client, sandbox: SandboxServer
+    api: httpx.Client, sandbox: SandboxServer, rate_clock: RateClock
 ) -> None:
     sandbox.set_faults(Faults(rate_limit_per_second=2))
-    ping_statuses(api, 3)
-    threading.Event().wait(1.05)
+    assert ping_statuses(api, 3) == [200, 200, 429]
+    rate_clock.now = rate_clock.start + 0.5
+    assert api.get("/ping").status_code == 429  # both still within the last second
+
+    rate_clock.now = rate_clock.start + 1.0
 
     assert api.get("/ping").status_code == 200
 
 
 def test_too_many_parallel_requests_answer_503(sandbox: SandboxServer) -> None:
-    sandbox.set_faults(Faults(max_parallel=1, latency_seconds=0.3))
+    # The request let in is held a second; the other two leave the barrier with it and reach the
+    # sandbox long before that second is over (they are refused without being held).
+    sandbox.set_faults(Faults(max_parallel=1, latency_seconds=1.0))
     statuses: list[int] = []
+    together = threading.Barrier(3)
 
     def ping() -> None:
         with httpx.Client(base_url=sandbox.url + "/v1", auth=("k", "")) as client:
+            together.wait()
             statuses.append(client.get("/ping").status_code)
 
     threads = [threading.Thread(target=ping) for _ in range(3)]

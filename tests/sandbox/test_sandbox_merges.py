@@ -184,3 +184,99 @@ def test_unmerge_of_a_customer_never_merged_answers_422(
     )
 
     assert response.status_code == 422
+
+
+# ---- merges ChartMogul makes on its own ------------------------------------------------------
+
+
+def test_a_merge_behind_the_clients_back_applies_at_once_and_is_not_logged(
+    sandbox: SandboxServer, api: httpx.Client, data_source_uuid: str, lead: dict, payer: dict
+) -> None:
+    response = httpx.post(
+        sandbox.url + "/_sandbox/merges",
+        json={"from": {"customer_uuid": lead["uuid"]}, "into": {"customer_uuid": payer["uuid"]}},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["uuid"] == payer["uuid"]
+    assert merged_away(api, lead["uuid"])
+    found = api.get("/customers", params={"data_source_uuid": data_source_uuid, "external_id": "cus_0001"})
+    assert [c["uuid"] for c in found.json()["entries"]] == [payer["uuid"]]
+    assert [m["requested_by"] for m in sandbox.state.merges()] == ["chartmogul"]
+    assert "merges" not in " ".join(r.path for r in sandbox.requests)  # controls are not logged
+
+
+def test_a_merge_behind_the_clients_back_names_sides_as_the_api_does(
+    sandbox: SandboxServer, data_source_uuid: str, lead: dict
+) -> None:
+    unknown = httpx.post(
+        sandbox.url + "/_sandbox/merges",
+        json={
+            "from": {"data_source_uuid": data_source_uuid, "external_id": "nobody"},
+            "into": {"customer_uuid": lead["uuid"]},
+        },
+    )
+
+    assert unknown.status_code == 404 and unknown.json()["param"] == "from"
+
+
+def test_with_auto_merge_a_new_customer_matching_an_external_id_elsewhere_is_merged_into_it() -> None:
+    with SandboxServer(merge_delay_seconds=0.05, auto_merge=True) as server:
+        state = server.state
+        leads = state.create_data_source("Leads")["uuid"]
+        stripe = state.create_data_source("Stripe", system="Stripe")["uuid"]
+        payer = state.create_customer(data_source_uuid=stripe, external_id="acme", status="Active")
+        with httpx.Client(base_url=server.url + "/v1", auth=("k", "")) as api:
+            lead = api.post(
+                "/customers", json={"data_source_uuid": leads, "external_id": "acme", "name": "Acme"}
+            )
+            other = api.post(
+                "/customers", json={"data_source_uuid": leads, "external_id": "zed", "name": "Zed"}
+            )
+
+            assert lead.status_code == 201  # answered first, merged a moment later
+            wait_until(lambda: api.get(f"/customers/{lead.json()['uuid']}").status_code == 404)
+            assert state.find_customer(leads, "acme")["uuid"] == payer["uuid"]
+            assert state.find_customer(leads, "zed")["uuid"] == other.json()["uuid"]
+
+
+def test_with_auto_merge_a_matching_website_domain_merges_too() -> None:
+    with SandboxServer(merge_delay_seconds=0.0, auto_merge=True) as server:
+        state = server.state
+        leads = state.create_data_source("Leads")["uuid"]
+        first = state.create_customer(
+            data_source_uuid=leads, external_id="a", website_url="https://www.acme.example/"
+        )
+        state.create_customer(data_source_uuid=leads, external_id="b", website_url="acme.example/pricing")
+
+        assert state.find_customer(leads, "b")["uuid"] == first["uuid"]
+
+
+def test_the_request_log_says_what_each_request_changed(
+    sandbox: SandboxServer, api: httpx.Client, data_source_uuid: str, lead: dict
+) -> None:
+    plan = create_plan(api, data_source_uuid)
+    imported = api.post(
+        f"/import/customers/{lead['uuid']}/invoices",
+        json={"invoices": [trial_invoice(plan["uuid"], "inv-1")]},
+    )
+    api.patch(f"/customers/{lead['uuid']}", json={"name": "Renamed"})
+    api.delete(f"/invoices/{imported.json()['invoices'][0]['uuid']}")
+
+    changes = [(c.what, c.external_id, c.change) for r in sandbox.requests for c in r.changes]
+    assert changes == [
+        ("customer", "cus_0001", "created"),
+        ("plan", "plan-monthly", "created"),
+        ("invoice", "inv-1", "created"),
+        ("customer", "cus_0001", "updated"),
+        ("invoice", "inv-1", "deleted"),
+    ]
+    logged = httpx.get(sandbox.url + "/_sandbox/requests").json()["requests"]
+    assert next(r["changes"] for r in logged if r["changes"]) == [
+        {
+            "what": "customer",
+            "data_source_uuid": data_source_uuid,
+            "external_id": "cus_0001",
+            "change": "created",
+        }
+    ]

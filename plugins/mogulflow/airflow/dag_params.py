@@ -16,6 +16,7 @@ from mogulflow.values.constants import (
     DEFAULT_LOOKUP_INTERVAL_SECONDS,
     DEFAULT_LOOKUP_TIMEOUT_SECONDS,
     DEFAULT_MAX_REJECT_RATIO,
+    DEFAULT_MIN_REJECTS_TO_FAIL,
     POOL_NAME,
 )
 
@@ -102,7 +103,18 @@ def leads_trials_params() -> dict[str, Param]:
             maximum=1,
             title="Max reject ratio",
             description="Above this share of rejected rows in an entity (rejected ÷ extracted, duplicates "
-            "counted), the run fails before loading that entity.",
+            "counted), the run fails before loading that entity, once at least 'Min rejects to fail' rows "
+            "of it were rejected.",
+        ),
+        "min_rejects_to_fail": Param(
+            DEFAULT_MIN_REJECTS_TO_FAIL,
+            type="integer",
+            minimum=0,
+            title="Min rejects to fail",
+            description="How many rejected rows of an entity it takes before 'Max reject ratio' can fail the "
+            "run. Below it (e.g. 1 bad plan of 15 on a nightly window: 6.7%) the entity is loaded, the run "
+            "ends success_with_rejects and the rejects alert fires; from it on, the ratio decides as before. "
+            "1 = fail on any share above the ratio (the behaviour before this param).",
         ),
         "reconcile": Param(
             False,

@@ -4,8 +4,10 @@ Three alerts, one notifier (`RunAlertNotifier`), declared on the sync and the me
 
 - **failed**: the DAG run failed (DAG-level `on_failure_callback`);
 - **rejects**: the run succeeded, but an entity's reject share is above the Airflow Variable
-  `mogulflow_alert_reject_ratio` (default 1%; DAG-level `on_success_callback`). Above
-  `max_reject_ratio` the run fails instead, and the failure alert says so;
+  `mogulflow_alert_reject_ratio` (default 1%; DAG-level `on_success_callback`), or above
+  `max_reject_ratio` with fewer rows than `min_rejects_to_fail` (the run was spared failing: it
+  always alerts). With as many rows as the floor, above `max_reject_ratio` the run fails instead,
+  and the failure alert says so;
 - **late**: the run is not done `MOGULFLOW_DEADLINE_MINUTES` after it was queued (an Airflow
   `DeadlineAlert` whose `AsyncCallback` is this class, run by the triggerer); declared only when
   that variable is set (see `DEADLINE_MINUTES_ENV` for why).
@@ -121,14 +123,20 @@ def _counts_lines(account: RunAccount) -> list[str]:
 
 def rejects_above(account: RunAccount, threshold: float) -> list[str]:
     """One sentence per entity whose reject share is above `threshold`."""
+    return [sentence for sentence in _shares_above(account, threshold) if sentence]
+
+
+def _shares_above(account: RunAccount, threshold: float) -> list[str]:
+    """Per entity of the account, in order: its sentence if its reject share is above `threshold`, else ""."""
     found = []
     for entity, c in account.summary.counts.items():
         share = c.rejected / c.extracted if c.extracted else 0.0
-        if share > threshold:
-            found.append(
-                f"{entity}: {c.rejected} of {c.extracted} rows rejected ({100 * share:.1f}%), "
-                f"above the alert threshold {100 * threshold:.1f}%"
-            )
+        found.append(
+            f"{entity}: {c.rejected} of {c.extracted} rows rejected ({100 * share:.1f}%), "
+            f"above the alert threshold {100 * threshold:.1f}%"
+            if share > threshold
+            else ""
+        )
     return found
 
 
@@ -153,14 +161,21 @@ def failed_alert(
 def rejects_alert(
     dag_id: str, run_id: str, account: RunAccount, threshold: float, base_url: str | None = None
 ) -> Alert | None:
-    """The alert of a successful run with too many rejects; None when every share is below `threshold`."""
-    above = rejects_above(account, threshold)
-    if not above:
+    """The alert of a successful run with too many rejects: an entity's share above `threshold`, or above
+    `max_reject_ratio` but spared failing by `min_rejects_to_fail`; None when neither happened."""
+    spared = account.details.rejects_spared
+    above = [
+        sentence
+        for entity, sentence in zip(account.summary.counts, _shares_above(account, threshold), strict=True)
+        if sentence and entity not in spared
+    ]
+    reasons = [f"{entity}: {sentence}" for entity, sentence in spared.items()] + above
+    if not reasons:
         return None
     return Alert(
         AlertKind.REJECTS,
         f"mogulflow: {dag_id} run {run_id} ended {account.summary.outcome} with many rejects",
-        (*above, *_counts_lines(account), _where_to_look(dag_id, run_id, base_url)),
+        (*reasons, *_counts_lines(account), _where_to_look(dag_id, run_id, base_url)),
     )
 
 

@@ -14,19 +14,23 @@ from typing import Any
 from mogulflow.chartmogul.errors import InvoiceError, NotFoundError, TransientError, ValidationError
 from mogulflow.chartmogul.flows import Call, Flow, Pages, Pause, create_once, first_match, segment
 from mogulflow.chartmogul.retry import RetryPolicy
+from mogulflow.chartmogul.shapes import invoice_differences
 
 
 @dataclass(frozen=True)
 class InvoiceImportResult:
     """Per-invoice outcome of an import, keyed by invoice external id.
 
-    `imported`: created by this call; `already_present`: were there before (counted as done);
-    `errors`: refused by the API, with its message. Every invoice sent is in exactly one of them.
+    `imported`: created by this call; `already_present`: an invoice with that external id was there
+    before (not necessarily the one sent: `existing` holds it as ChartMogul answered, for the caller
+    to compare); `errors`: refused by the API, with its message. Every invoice sent is in exactly one
+    of `imported`, `already_present` and `errors`.
     """
 
     imported: dict[str, str] = field(default_factory=dict)
     already_present: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    existing: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def find_invoice(params: Mapping[str, Any], external_id: str) -> Flow[dict[str, Any] | None]:
@@ -94,10 +98,10 @@ class _ImportBatch:
         still_pending = []
         for invoice in invoices:
             found = yield from self.find(invoice)
-            if found is not None:
-                self.result.imported[_external_id(invoice)] = str(found["uuid"])
-            else:
+            if found is None:
                 still_pending.append(invoice)
+            else:
+                self.found(invoice, found)
         return still_pending
 
     def settle_refusal(
@@ -126,15 +130,27 @@ class _ImportBatch:
         return (yield from self.settle_unreported(unreported))
 
     def settle_existing(self, invoice: Mapping[str, Any]) -> Flow[None]:
-        """An invoice the API says exists: ours if a lost answer may have imported it, else present."""
+        """An invoice the API says exists: ours if a lost answer may have imported it, else present (and
+        what it holds kept in `existing`: "already exists" is not proof that it is the one sent)."""
         ext = _external_id(invoice)
         found = yield from self.find(invoice)
         if found is None:
             self.result.errors[ext] = f"the API says it exists but no invoice {ext!r} was found"
         elif ext in self.maybe_landed:
-            self.result.imported[ext] = str(found["uuid"])
+            self.found(invoice, found)
         else:
             self.result.already_present[ext] = str(found["uuid"])
+            self.result.existing[ext] = dict(found)
+
+    def found(self, invoice: Mapping[str, Any], found: Mapping[str, Any]) -> None:
+        """An invoice found after a lost answer: ours (imported) if it holds what was sent, else one
+        that was there before (present, kept in `existing` for the caller to compare)."""
+        ext = _external_id(invoice)
+        if invoice_differences(invoice, found):
+            self.result.already_present[ext] = str(found["uuid"])
+            self.result.existing[ext] = dict(found)
+        else:
+            self.result.imported[ext] = str(found["uuid"])
 
     def settle_answer(self, body: Mapping[str, Any], pending: list[dict[str, Any]]) -> Flow[None]:
         """Record an accepted batch, invoice by invoice, from the answer (or a lookup)."""
@@ -150,7 +166,7 @@ class _ImportBatch:
                 # 201 without that invoice in the answer: believe the server's state, not the echo.
                 found = yield from self.find(invoice)
                 if found is not None:
-                    self.result.imported[ext] = str(found["uuid"])
+                    self.found(invoice, found)
                 else:
                     self.result.errors[ext] = "accepted by the API but not found afterwards"
 

@@ -6,9 +6,12 @@ customer, its new trial invoices and their line items (../shared/chartmogul-api.
 records of one customer in the same request"). Imports are sized by customers and by bytes, and
 several are in flight at once, their polling overlapped. Each import is checkpointed once
 ChartMogul confirms it; per-record failures in its `status_details` become failed rows (retried by
-the next run). A server without the endpoint hands every remaining create back as `leftover`, for
-the per-object path. JSON imports answer without uuids: one listing of the data source reads them
-back at the end, so a later change needs no look-up.
+the next run). "Already exists" is not success: such a record goes to the per-object path, which
+compares what ChartMogul holds with what was meant (`mogulflow.load.trial_invoices`). A server
+without the endpoint hands every remaining create back as `leftover`, for the per-object path. JSON
+imports answer without uuids: one listing of the data source reads them back at the end
+(`mogulflow.load.read_back`), so a later change needs no look-up, and a record the import reported
+but the listing does not show is counted failed, not created.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mogulflow.chartmogul.client import ChartMogulClient
-from mogulflow.chartmogul.errors import BulkImportUnsupportedError
+from mogulflow.chartmogul.errors import BulkImportUnsupportedError, is_already_exists_message
 from mogulflow.load.progress import ProgressReporter
+from mogulflow.load.read_back import read_back_each
 from mogulflow.load.writes import (
     LOAD_STOPPERS,
     Checkpoint,
@@ -194,12 +198,9 @@ def _part_failure(part: Mapping[str, Any] | None, external_id: str) -> str | Non
 
 
 def _invoice_problem(parts: Mapping[str, Any], invoice_external_id: str) -> str | None:
-    problem = _part_failure(parts.get("invoices"), invoice_external_id) or (
+    return _part_failure(parts.get("invoices"), invoice_external_id) or (
         _part_failure(parts["line_items"], invoice_external_id) if "line_items" in parts else None
     )
-    if problem is not None and "already exists" in problem:
-        return None  # an earlier attempt of ours imported it: done, not doubled
-    return problem
 
 
 def run_imports(
@@ -279,6 +280,8 @@ class _BulkLoad:
     # Combined with customers, an invoice that did not import is left to the trials step, not failed.
     invoices_ride_along: bool
     confirmed: dict[Entity, list[StateEntry]] = dataclasses.field(default_factory=lambda: defaultdict(list))
+    # Invoices ChartMogul said already exist: handed to the per-object path, which compares them.
+    existing: list[PlannedCreate] = dataclasses.field(default_factory=list)
     progress: ProgressReporter = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
@@ -319,6 +322,8 @@ class _BulkLoad:
                 problem = _invoice_problem(parts, item.payload.external_id)
                 if problem is None:
                     self.add(Entity.TRIAL, self.created(Entity.TRIAL, item))
+                elif is_already_exists_message(problem):
+                    self.existing.append(item)  # riding along, the trials step plans it again anyway
                 elif not self.invoices_ride_along:
                     error = RuntimeError(f"JSON import {import_id}: {problem}")
                     self.add(Entity.TRIAL, self.target(Entity.TRIAL).failed(item.payload.external_id, error))
@@ -344,40 +349,27 @@ class _BulkLoad:
         self.progress.update(main.done, main.describe())
 
     def read_back_uuids(self, missing: Sequence[StateEntry] = ()) -> None:
-        """Record the uuids of what was imported (and of `missing`), one listing per entity."""
-        wanted = {entity: list(entries) for entity, entries in self.confirmed.items() if entries}
-        for entry in missing:
-            wanted.setdefault(entry.entity, []).append(entry)
-        if not wanted:
-            return
-        with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="uuid-read-back") as pool:
-            found = [
-                pool.submit(read_back_uuids, self.client, self.data_source_uuid, entries)
-                for entries in wanted.values()
-            ]
-            entries = [entry for future in found for entry in future.result()]
+        """Record the uuids of what was imported (and of `missing`), one listing per entity; a record
+        this run counted as created that the listing does not show becomes failed."""
+        ours = [entry for entries in self.confirmed.values() for entry in entries]
+        answer = read_back_each(self.client, self.data_source_uuid, [*ours, *missing])
+        unlisted = [entry for entry in answer.absent if entry.run_id == self.run_id and entry in ours]
+        failed = [
+            self.target(entry.entity).failed(
+                entry.external_id,
+                RuntimeError("the JSON import reported it imported, but the data source does not list it"),
+            )
+            for entry in unlisted
+        ]
+        for entry, result in zip(unlisted, failed, strict=True):
+            tally = self.tallies[entry.entity]
+            tally.counts[RowOutcome.CREATED] -= 1
+            tally.counts[RowOutcome.FAILED] += 1
+            if result.error is not None:
+                tally.errors.append(result.error)
+        entries = answer.found + [result.entry for result in failed]
         if entries:
             self.checkpoint(entries)
-
-
-def read_back_uuids(
-    client: ChartMogulClient, data_source_uuid: str, entries: Sequence[StateEntry]
-) -> list[StateEntry]:
-    """The entries (all of one entity) with the uuids one listing of the data source gives them."""
-    if not entries:
-        return []
-    by_id = {entry.external_id: entry for entry in entries}
-    entity = entries[0].entity
-    listing = (
-        client.iter_invoices(data_source_uuid=data_source_uuid)
-        if entity is Entity.TRIAL
-        else client.iter_customers(data_source_uuid=data_source_uuid)
-    )
-    return [
-        dataclasses.replace(by_id[found["external_id"]], chartmogul_uuid=str(found["uuid"]))
-        for found in listing
-        if found.get("external_id") in by_id and found.get("uuid")
-    ]
 
 
 def bulk_create_customers(
@@ -467,4 +459,5 @@ def bulk_import_trial_invoices(
     load.progress.finish(tally.done, tally.describe())
     load.read_back_uuids(missing_uuids)
     rest = tuple(item for batch in leftover for g in batch.groups for item in g.invoices)
-    return BulkOutcome(tally.report(aborted), rest)
+    # "Already exists" is not success: the per-object path compares what is there with what was meant.
+    return BulkOutcome(tally.report(aborted), rest + tuple(load.existing))

@@ -14,14 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mogulflow.chartmogul.client import ChartMogulClient
-from mogulflow.load.bulk import BulkOutcome, read_back_uuids, uses_bulk
+from mogulflow.load.bulk import BulkOutcome, uses_bulk
 from mogulflow.load.first_contact import rebuild_customer_state
 from mogulflow.load.objects import load_objects
+from mogulflow.load.read_back import read_back_uuids
 from mogulflow.plan.sync_plan import PlanCounts, SyncPlan
 from mogulflow.transform.payloads import customer_fields_from_api
 from mogulflow.values.constants import SAMPLE_SIZE
 from mogulflow.values.entities import Entity
 from mogulflow.values.errors import RejectRatioExceeded
+from mogulflow.values.reject_policy import RejectVerdict, describe_rejects, judge_rejects
 from mogulflow.values.run_settings import RunSettings
 from mogulflow.values.step_reports import (
     DryRunSamples,
@@ -77,11 +79,19 @@ class EntitySpec:
 
 
 def check_reject_ratio(settings: RunSettings, part: StagedExtract) -> None:
-    """Raise `RejectRatioExceeded` when the entity's reject share is above `max_reject_ratio`."""
-    if part.reject_ratio > settings.max_reject_ratio:
+    """Raise `RejectRatioExceeded` when the entity's rejects fail the run (`mogulflow.values.reject_policy`:
+    above `max_reject_ratio`, from `min_rejects_to_fail` rows on); below the floor, say so and load."""
+    verdict = judge_rejects(part, settings)
+    if verdict is RejectVerdict.SPARED:
+        log.warning(
+            "%s. See mogulflow_rejects for run_id=%s: %s",
+            describe_rejects(part, settings),
+            settings.run_id,
+            dict(part.rejects_by_rule),
+        )
+    if verdict is RejectVerdict.TOO_MANY:
         raise RejectRatioExceeded(
-            f"{part.rejected} of {part.extracted} {part.entity} rows were rejected "
-            f"({100 * part.reject_ratio:.1f}% > max_reject_ratio {100 * settings.max_reject_ratio:.1f}%); "
+            f"{describe_rejects(part, settings)} (min_rejects_to_fail {settings.min_rejects_to_fail}); "
             f"not loading {part.entity}s. See mogulflow_rejects for run_id={settings.run_id}: "
             f"{dict(part.rejects_by_rule)}"
         )

@@ -43,10 +43,11 @@ class Conversion:
 
     def is_done(self, entry: StateEntry | None) -> bool:
         """Whether the sync state records this very conversion as merged."""
+        payload = dict(entry.payload or {}) if entry is not None else {}
         return (
             entry is not None
             and entry.status is SyncStatus.MERGED
-            and dict(entry.payload or {}) == self.state_payload()
+            and {key: payload.get(key) for key in self.state_payload()} == self.state_payload()
         )
 
 

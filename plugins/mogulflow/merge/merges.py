@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 
 from mogulflow.chartmogul.client import ChartMogulClient
 from mogulflow.chartmogul.errors import AuthenticationError, ChartMogulError, CircuitOpenError
+from mogulflow.chartmogul.shapes import describe_customer, is_merged
+from mogulflow.load.confirm import HeldObjects, read_held
 from mogulflow.merge.conversions import Conversion, read_conversions
 from mogulflow.merge.paying_customers import LookupReport, PayingCustomer
 from mogulflow.values.constants import ERRORS_KEPT, SAMPLE_SIZE
@@ -47,6 +49,8 @@ class MergeOutcome:
     kind: MergeKind
     surviving_uuid: str | None = None
     message: str = ""
+    # Set when ChartMogul had merged the lead's customer before this DAG did: the customer it holds.
+    merged_into: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -69,7 +73,9 @@ def _state_entries(
     an unchanged lead is not sent again.
     """
     now = datetime.now(UTC)
-    payload = conversion.state_payload()
+    payload: dict[str, str] = conversion.state_payload()
+    if outcome.merged_into is not None:
+        payload["merged_into"] = outcome.merged_into  # what ChartMogul had merged the lead into
     common = {
         "data_source_uuid": data_source_uuid,
         "external_id": conversion.lead_id,
@@ -119,14 +125,24 @@ def _merge_one(
     conversion: Conversion,
     paying: PayingCustomer,
     lead_entry: StateEntry | None,
+    held: HeldObjects,
     *,
     data_source_uuid: str,
 ) -> MergeOutcome:
-    """Merge one lead into its paying customer unless ChartMogul shows it merged already."""
+    """Merge one lead into its paying customer unless ChartMogul shows it merged already.
+
+    The lead's customer is what ChartMogul holds under its external id now (`held`), never the uuid
+    the sync state remembers: ChartMogul may have merged it on its own (matching external ids or
+    domains), into the paying customer (done) or into another one (failed, with both named).
+    """
     lead_id = conversion.lead_id
     if paying.holds(data_source_uuid, lead_id):
         return MergeOutcome(
-            lead_id, MergeKind.ALREADY_MERGED, paying.uuid, "ChartMogul lists the lead on the paying customer"
+            lead_id,
+            MergeKind.ALREADY_MERGED,
+            paying.uuid,
+            "ChartMogul lists the lead on the paying customer",
+            merged_into=paying.describe(),
         )
     if lead_entry is not None and lead_entry.status is SyncStatus.MERGED and lead_entry.chartmogul_uuid:
         if lead_entry.chartmogul_uuid == paying.uuid:
@@ -142,29 +158,46 @@ def _merge_one(
                 "or correct the conversions row"
             ),
         )
-    lead_uuid = lead_entry.chartmogul_uuid if lead_entry is not None else None
-    if lead_uuid is None:
-        found = client.find_customer(data_source_uuid, lead_id)
-        if found is None:
-            return MergeOutcome(
-                lead_id,
-                MergeKind.FAILED,
-                message=f"lead {lead_id!r} has no customer in data source {data_source_uuid}; "
-                "chartmogul_leads_trials creates it, the next run retries",
-            )
-        lead_uuid = str(found["uuid"])
-    if lead_uuid == paying.uuid:
+    if lead_id in held.unknown:
+        error = held.unknown[lead_id]
+        raise RuntimeError(f"could not read lead {lead_id!r}'s customer in ChartMogul: {error}")
+    current = held.get(lead_id)
+    if current is None:
         return MergeOutcome(
-            lead_id, MergeKind.ALREADY_MERGED, paying.uuid, "the lead's customer is the paying customer"
+            lead_id,
+            MergeKind.FAILED,
+            message=f"lead {lead_id!r} has no customer in data source {data_source_uuid}; "
+            "chartmogul_leads_trials creates it, the next run retries",
         )
+    if str(current["uuid"]) == paying.uuid:
+        return MergeOutcome(
+            lead_id,
+            MergeKind.ALREADY_MERGED,
+            paying.uuid,
+            "ChartMogul had merged the lead into the paying customer already",
+            merged_into=describe_customer(current),
+        )
+    if is_merged(current):
+        return MergeOutcome(
+            lead_id,
+            MergeKind.FAILED,
+            message=(
+                f"lead {lead_id!r} was merged in ChartMogul (by its automatic merging, or by hand) into "
+                f"customer {describe_customer(current)}, not into the paying customer {paying.key} "
+                f"({paying.uuid}); merge that customer into the paying one in ChartMogul, or correct the "
+                "conversions row"
+            ),
+            merged_into=describe_customer(current),
+        )
+    lead_uuid = str(current["uuid"])
     try:
         client.merge_customers(lead_uuid, paying.uuid)
     except ChartMogulError as error:
         if isinstance(error, CircuitOpenError) or error.status not in (404, 422):
             raise
         # The lead's customer may be gone because it was merged (by us, with a lost answer, or by hand).
-        current = client.find_customer(data_source_uuid, lead_id)
-        if current is not None and str(current["uuid"]) == paying.uuid:
+        after = client.find_customer(data_source_uuid, lead_id)
+        if after is not None and str(after["uuid"]) == paying.uuid:
             return MergeOutcome(
                 lead_id, MergeKind.ALREADY_MERGED, paying.uuid, "the lead had been merged already"
             )
@@ -207,6 +240,13 @@ def merge_conversions(
     ds = str(data_source_uuid)
     conversion_state = load_state(warehouse, Entity.CONVERSION, ds) if data_source_uuid else {}
     lead_state = load_state(warehouse, Entity.LEAD, ds) if data_source_uuid else {}
+    # What ChartMogul holds under each lead to merge now: a merge never acts on a remembered uuid.
+    to_merge = [
+        c.lead_id
+        for c in conversions
+        if not c.is_done(conversion_state.get(c.lead_id)) and c.billing in paying_by_key
+    ]
+    held = read_held(client, Entity.LEAD, ds, to_merge, known_size=len(lead_state)) if to_merge else None
     for conversion in conversions:
         entry = conversion_state.get(conversion.lead_id)
         lead_entry = lead_state.get(conversion.lead_id)
@@ -219,7 +259,9 @@ def merge_conversions(
             outcome = _not_found(conversion, lookup)
         else:
             try:
-                outcome = _merge_one(client, conversion, paying, lead_entry, data_source_uuid=ds)
+                outcome = _merge_one(
+                    client, conversion, paying, lead_entry, held or HeldObjects(), data_source_uuid=ds
+                )
             except AuthenticationError:
                 raise
             except Exception as error:

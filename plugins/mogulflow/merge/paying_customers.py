@@ -55,6 +55,12 @@ class PayingCustomer:
         """Whether ChartMogul already merged that identity (e.g. our lead) into this customer."""
         return data_source_uuid in self.data_source_uuids and external_id in self.external_ids
 
+    def describe(self) -> str:
+        """`cus_… (records: ds_…/cus_9, ds_…/lead_1)`, as `mogulflow.chartmogul.shapes` names customers."""
+        pairs = zip(self.data_source_uuids, self.external_ids, strict=False)
+        records = ", ".join(f"{source}/{external_id}" for source, external_id in pairs)
+        return f"{self.uuid} (records: {records})"
+
 
 @dataclass(frozen=True)
 class LookupReport:

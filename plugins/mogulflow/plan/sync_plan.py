@@ -52,6 +52,9 @@ class PlannedUpdate:
     changed_fields: Mapping[str, Any]
     status: SyncStatus = SyncStatus.SYNCED  # the status after the write (a merged lead stays merged)
     source_updated_at: datetime | None = None
+    # The last write failed, or a reconciliation marked the row for re-sending: what ChartMogul holds
+    # under its external id is in doubt, so the load confirms it before acting on the stored uuid.
+    resend: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class SyncPlan:
     # Unchanged rows whose entry has no ChartMogul uuid (a bulk import confirmed, its read-back did
     # not happen): the load reads their uuids back, so later changes need no look-up.
     missing_uuids: tuple[StateEntry, ...] = ()
+    # How many entries the sync state holds for the entity in the data source: about what a listing of
+    # the data source reads, which tells the load whether to confirm by listing or by lookups.
+    state_size: int = 0
 
     @property
     def size(self) -> int:
@@ -99,7 +105,9 @@ def merge_plans(
     written: list[str] = []
     missing: list[StateEntry] = []
     counts = [0, 0, 0]
+    state_size = 0
     for plan in plans:
+        state_size = max(state_size, plan.state_size)
         for i, (merged, part) in enumerate(
             ((creates, plan.creates), (updates, plan.updates), (unchanged, plan.unchanged))
         ):
@@ -108,7 +116,7 @@ def merge_plans(
         written.extend(plan.written_this_run)
         missing.extend(plan.missing_uuids)
     merged_plan = SyncPlan(
-        entity, tuple(creates), tuple(updates), tuple(unchanged), tuple(written), tuple(missing)
+        entity, tuple(creates), tuple(updates), tuple(unchanged), tuple(written), tuple(missing), state_size
     )
     return merged_plan, PlanCounts(*counts)
 
@@ -154,7 +162,9 @@ def plan_sync(
             else:
                 kept.append(external_id)
         unchanged = kept
-    return SyncPlan(entity, tuple(creates), tuple(updates), tuple(unchanged), tuple(written), tuple(missing))
+    return SyncPlan(
+        entity, tuple(creates), tuple(updates), tuple(unchanged), tuple(written), tuple(missing), len(state)
+    )
 
 
 def _split(
@@ -190,7 +200,9 @@ def _split(
                 # A failed update is re-sent whole: we cannot know which of its fields landed.
                 sent = dict(fields) if failed else diff
                 status = SyncStatus.MERGED if merged else SyncStatus.SYNCED
-                updates.append(PlannedUpdate(payload, digest, entry.chartmogul_uuid, sent, status, version))
+                updates.append(
+                    PlannedUpdate(payload, digest, entry.chartmogul_uuid, sent, status, version, failed)
+                )
 
 
 def _utc(moment: Any) -> datetime | None:

@@ -5,8 +5,10 @@ with the leads' dates from their source rows) is compared with what ChartMogul l
 (`mogulflow.reconcile.sides`):
 
 - per month, how many leads (by `lead_created_at`) and trials (by invoice date) each side has;
-- per external id, a `Difference`: `missing` in ChartMogul, `extra` in ChartMogul, or `different`
-  in one field (with both values).
+- per external id, a `Difference`: `missing` in ChartMogul, `extra` in ChartMogul, `different`
+  in one field (with both values), or `merged`: a lead mogulflow synced as a customer of its own that
+  ChartMogul now holds merged with other records (its automatic merging of matching external ids or
+  domains, or a person), with the customer it is part of as `chartmogul_value`.
 
 The differences go to `mogulflow_reconciliation`, one row each, and the run's account (counts,
 months) to `mogulflow_runs` under the dag id `chartmogul_reconcile`. With `resend`, the rows that
@@ -48,6 +50,9 @@ class DifferenceKind(enum.StrEnum):
     MISSING = "missing"  # synced by mogulflow, not in ChartMogul
     EXTRA = "extra"  # in ChartMogul's data source, not synced by mogulflow
     DIFFERENT = "different"  # in both, one field differs (one difference per field)
+    MERGED = (
+        "merged"  # a synced lead's customer now holds other records too: merged by ChartMogul or a person
+    )
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class EntityComparison:
     different: int  # rows with at least one different field
     settling: int
     months: tuple[MonthCount, ...] = ()
+    merged: int = 0  # synced leads ChartMogul holds merged with other records (compared all the same)
 
     @property
     def disagreeing(self) -> int:
@@ -119,7 +125,7 @@ def compare_entity(ours: EntitySide, theirs: EntitySide) -> tuple[EntityComparis
     names = COMPARED_FIELDS[entity]
     listed = {i: values for i, values in theirs.rows.items() if i not in ours.settling}
     differences: list[Difference] = []
-    agreeing = different = missing = 0
+    agreeing = different = missing = merged = 0
     for external_id in sorted(ours.rows):
         values = ours.rows[external_id]
         held = listed.get(external_id)
@@ -135,6 +141,13 @@ def compare_entity(ours: EntitySide, theirs: EntitySide) -> tuple[EntityComparis
         differences.extend(fields)
         different += bool(fields)
         agreeing += not fields
+        if external_id in theirs.merged:
+            merged += 1
+            differences.append(
+                Difference(
+                    entity, external_id, DifferenceKind.MERGED, chartmogul_value=theirs.merged[external_id]
+                )
+            )
     extra = sorted(set(listed) - set(ours.rows))
     differences.extend(Difference(entity, external_id, DifferenceKind.EXTRA) for external_id in extra)
     comparison = EntityComparison(
@@ -147,6 +160,7 @@ def compare_entity(ours: EntitySide, theirs: EntitySide) -> tuple[EntityComparis
         different=different,
         settling=len(ours.settling),
         months=count_months(entity, ours.rows, listed),
+        merged=merged,
     )
     return comparison, differences
 

@@ -210,6 +210,12 @@ def describe_result(result: Reconciliation, request: ReconcileRequest, resent: M
         message += f"; run chartmogul_reconcile with resend=true to re-send the {fixable} rows that differ"
     if result.count(DifferenceKind.EXTRA):
         message += "; extra objects are not mogulflow's: remove them in ChartMogul if they are mistakes"
+    if result.count(DifferenceKind.MERGED):
+        message += (
+            "; merged leads were merged with other records in ChartMogul, not by "
+            "chartmogul_merge_converted_leads (chartmogul_value names the customer they are part of): the "
+            "merge DAG counts one merged into its paying customer as done, one merged into another as failed"
+        )
     return message
 
 
@@ -245,8 +251,8 @@ def _log(result: Reconciliation, message: str) -> None:
     for entity, c in result.comparisons.items():
         log.log(
             level,
-            "  %-5s warehouse %d, ChartMogul %d: agreeing %d, missing %d, extra %d, different %d "
-            "(not compared: %d failed or merged)",
+            "  %-5s warehouse %d, ChartMogul %d: agreeing %d, missing %d, extra %d, different %d, "
+            "merged by ChartMogul %d (not compared: %d failed or merged by mogulflow)",
             entity,
             c.warehouse,
             c.chartmogul,
@@ -254,6 +260,7 @@ def _log(result: Reconciliation, message: str) -> None:
             c.missing,
             c.extra,
             c.different,
+            c.merged,
             c.settling,
         )
         for month in c.months:

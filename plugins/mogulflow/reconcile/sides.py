@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from mogulflow.chartmogul.client import ChartMogulClient
+from mogulflow.chartmogul.shapes import describe_customer, external_ids_in, is_merged, trial_line_item
 from mogulflow.extract.source_rows import iter_entity_chunks
 from mogulflow.values.entities import Entity, Window
 from mogulflow.values.payload_hash import format_api_time
@@ -50,12 +51,15 @@ class EntitySide:
     """One side's rows of one entity: the compared fields by external id.
 
     `settling` (warehouse side only) names the ids whose sync-state entry is failed or merged: the
-    comparison leaves them out on both sides.
+    comparison leaves them out on both sides. `merged` (ChartMogul's side) names the leads whose
+    customer holds other records too, and which customer that is.
     """
 
     entity: Entity
     rows: Mapping[str, FieldValues]
     settling: frozenset[str] = field(default_factory=frozenset)
+    #: (ChartMogul side, leads only) external id → the merged customer that holds it with other records
+    merged: Mapping[str, str] = field(default_factory=dict)
 
 
 def as_text(value: Any) -> str | None:
@@ -165,10 +169,13 @@ def _source_lead_dates(
 def read_chartmogul_side(client: ChartMogulClient, data_source_uuid: str) -> dict[Entity, EntitySide]:
     """What the data source holds in ChartMogul, per entity, listed page by page (reads only)."""
     leads: dict[str, FieldValues] = {}
+    merged: dict[str, str] = {}
     for customer in client.iter_customers(data_source_uuid=data_source_uuid):
         dates = (as_text(customer.get("lead_created_at")), as_text(customer.get("free_trial_started_at")))
         for external_id in external_ids_in(customer, data_source_uuid):
             leads[external_id] = dates
+            if is_merged(customer):
+                merged[external_id] = describe_customer(customer)
     plans = {
         str(plan["external_id"]): tuple(as_text(plan.get(name)) for name in COMPARED_FIELDS[Entity.PLAN])
         for plan in _in_source(client.iter_plans(data_source_uuid=data_source_uuid), data_source_uuid)
@@ -184,32 +191,10 @@ def read_chartmogul_side(client: ChartMogulClient, data_source_uuid: str) -> dic
             as_text(line.get("quantity")),
         )
     return {
-        Entity.LEAD: EntitySide(Entity.LEAD, leads),
+        Entity.LEAD: EntitySide(Entity.LEAD, leads, merged=merged),
         Entity.PLAN: EntitySide(Entity.PLAN, plans),
         Entity.TRIAL: EntitySide(Entity.TRIAL, trials),
     }
-
-
-def external_ids_in(customer: Mapping[str, Any], data_source_uuid: str) -> list[str]:
-    """The customer's external ids in this data source.
-
-    A merged customer answers for several (data source, external id) pairs, listed side by side in
-    `data_source_uuids` and `external_ids`; an unmerged one has its own `external_id`.
-    """
-    sources = customer.get("data_source_uuids") or []
-    ids = customer.get("external_ids") or []
-    if sources and len(sources) == len(ids):
-        return [str(i) for source, i in zip(sources, ids, strict=True) if source == data_source_uuid]
-    own = customer.get("external_id")
-    if own is None or customer.get("data_source_uuid") not in (None, data_source_uuid):
-        return []
-    return [str(own)]
-
-
-def trial_line_item(invoice: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The invoice's trial line item (else its first line item; {} when it has none)."""
-    items = invoice.get("line_items") or []
-    return next((item for item in items if item.get("type") == "trial"), items[0] if items else {})
 
 
 def _in_source(entries: Iterable[dict[str, Any]], data_source_uuid: str) -> Iterable[dict[str, Any]]:

@@ -3,8 +3,10 @@
 Per entity: extracted = created + updated + unchanged + rejected + failed. Valid rows of an
 entity whose load never ran (ratio exceeded, task failed) count as failed, so the sum always
 holds. A run fails when a task did not finish, rows failed, the sum does not hold, or (where the
-DAG limits rejects) an entity's reject share is above `max_reject_ratio`; rejects alone give
-`success_with_rejects`.
+DAG limits rejects) an entity's rejects are too many (`mogulflow.values.reject_policy`: above
+`max_reject_ratio`, from `min_rejects_to_fail` rows on); rejects alone give `success_with_rejects`,
+and an entity above the ratio but below the floor is named in the run's details (`rejects_spared`),
+where the rejects alert finds it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import UTC, datetime
 
 from mogulflow.values.entities import Entity
 from mogulflow.values.pipelines import AccountRules
+from mogulflow.values.reject_policy import RejectVerdict, describe_rejects, judge_rejects
 from mogulflow.values.run_settings import RunSettings
 from mogulflow.values.run_summary import EntityCounts, RowError, RunOutcome, RunSummary
 from mogulflow.values.step_reports import DryRunSamples, ExtractReport, LoadReport, LookupStats, RedateReport
@@ -38,6 +41,8 @@ class RunDetails:
     dry_run_samples: Mapping[Entity, DryRunSamples] = field(default_factory=dict)
     lead_dates_from_later_trials: RedateReport | None = None
     lookup: LookupStats | None = None
+    # Entities above max_reject_ratio with fewer rejects than min_rejects_to_fail: loaded, alerted on.
+    rejects_spared: Mapping[Entity, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,17 +75,18 @@ def summarize_run(
     samples: dict[Entity, DryRunSamples] = {}
     redated: RedateReport | None = None
     lookup: LookupStats | None = None
+    spared: dict[Entity, str] = {}
     for entity in rules.entities:
         part = extract.get(entity) if extract is not None else None
         if part is None:
             counts[entity] = EntityCounts()
             continue
         load = loads.get(entity)
-        if rules.limits_rejects and part.reject_ratio > settings.max_reject_ratio:
-            problems.append(
-                f"{entity}: {100 * part.reject_ratio:.1f}% of rows rejected, above max_reject_ratio "
-                f"{100 * settings.max_reject_ratio:.1f}%: not loaded"
-            )
+        verdict = judge_rejects(part, settings) if rules.limits_rejects else RejectVerdict.WITHIN
+        if verdict is RejectVerdict.TOO_MANY:
+            problems.append(f"{entity}: {describe_rejects(part, settings)}")
+        elif verdict is RejectVerdict.SPARED:
+            spared[entity] = describe_rejects(part, settings)
         if load is None:
             load = LoadReport(entity, failed=part.valid)
         else:
@@ -116,6 +122,8 @@ def summarize_run(
     elif rejected:
         outcome = RunOutcome.SUCCESS_WITH_REJECTS
         message = f"{rejected} {rules.rows_word} rejected: see mogulflow_rejects"
+        if spared:
+            message += "; " + "; ".join(f"{entity}: {sentence}" for entity, sentence in spared.items())
     else:
         outcome, message = RunOutcome.SUCCESS, rules.all_done
     summary = RunSummary(
@@ -129,7 +137,7 @@ def summarize_run(
         counts=counts,
         message=message,
     )
-    details = RunDetails(rejects_by_rule, api_errors, samples, redated, lookup)
+    details = RunDetails(rejects_by_rule, api_errors, samples, redated, lookup, spared)
     return RunAccount(summary, details)
 
 

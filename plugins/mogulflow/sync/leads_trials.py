@@ -24,16 +24,22 @@ from mogulflow.load.bulk import (
     bulk_create_customers,
     bulk_import_trial_invoices,
 )
+from mogulflow.load.confirm import read_held
 from mogulflow.load.entity_step import EntitySpec, PlannedLoad, StepInputs, run_entity_step
 from mogulflow.load.objects import load_objects
 from mogulflow.load.trial_invoices import load_trial_invoices
 from mogulflow.plan.sync_plan import PlannedCreate, SyncPlan, merge_plans, plan_sync
 from mogulflow.transform.customers import FirstTrialStarts, first_trial_starts, with_earlier_lead_dates
-from mogulflow.transform.payloads import CustomerPayload, build_plan_payloads, build_trial_invoices
+from mogulflow.transform.payloads import (
+    CustomerPayload,
+    TrialInvoice,
+    build_plan_payloads,
+    build_trial_invoices,
+)
 from mogulflow.validate.rules import Rule
 from mogulflow.validate.validator import Validation, lead_rules, plan_rules, trial_rules, validate_into
 from mogulflow.values.constants import SAMPLE_SIZE
-from mogulflow.values.entities import Entity
+from mogulflow.values.entities import LEAD_DATE_FIELDS, Entity
 from mogulflow.values.id_arrays import KnownIds, as_id_array
 from mogulflow.values.run_settings import RunSettings
 from mogulflow.values.step_reports import ExtractReport, LoadReport, StagedExtract
@@ -54,8 +60,6 @@ from mogulflow.warehouse.sync_state import (
 log = logging.getLogger(__name__)
 
 LOADED_ENTITIES = (Entity.PLAN, Entity.LEAD, Entity.TRIAL)
-# What a lead still owns once merged into its paying customer: the funnel dates.
-LEAD_DATE_FIELDS = ("lead_created_at", "free_trial_started_at")
 # Rows per extract chunk, so per staged part and per planning chunk. A chunk's strings, pandera's
 # pass and its payloads are what the steps hold beyond a few arrays of ids: 50,000 rather than the
 # warehouse's default 100,000 takes ~80 MiB off a 1M-lead dry run's peak for a few more pandera calls.
@@ -239,10 +243,36 @@ def _load_invoices(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) ->
         data_source_uuid=data_source_uuid,
         run_id=inputs.settings.run_id,
         customer_uuid_by_lead=uuids_by_external_id(load_state(warehouse, Entity.LEAD, data_source_uuid)),
-        plan_uuid_by_plan=uuids_by_external_id(load_state(warehouse, Entity.PLAN, data_source_uuid)),
+        plan_uuid_by_plan=_held_plan_uuids(inputs, data_source_uuid, plan),
         checkpoint=checkpoint_to(warehouse),
         max_workers=inputs.workers,
     )
+
+
+def _held_plan_uuids(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) -> dict[str, str]:
+    """The uuids of the plans the trials to write name, as ChartMogul holds them now (a line item names
+    its plan by uuid: a plan deleted and made again behind mogulflow's back has another one).
+
+    One listing of the data source's plans in the common case (a few hundred plans are a page or two);
+    a plan the read could not reach keeps the uuid the sync state remembers.
+    """
+    payloads = (item.payload for item in (*plan.creates, *plan.updates))
+    wanted = {payload.plan_external_id for payload in payloads if isinstance(payload, TrialInvoice)}
+    if not wanted:
+        return {}
+    state = load_state(inputs.warehouse, Entity.PLAN, data_source_uuid)
+    held = read_held(
+        inputs.client,
+        Entity.PLAN,
+        data_source_uuid,
+        wanted,
+        known_size=len(state),
+        max_workers=inputs.workers,
+    )
+    stored = uuids_by_external_id(state)
+    uuids = {plan_id: str(found["uuid"]) for plan_id, found in held.found.items()}
+    uuids.update({plan_id: stored[plan_id] for plan_id in held.unknown if plan_id in stored})
+    return uuids
 
 
 def _imports_in_flight(inputs: StepInputs) -> int:

@@ -22,8 +22,11 @@ POOL_NAME = "chartmogul_api"
 
 # ---- the params' defaults (the contract's) -------------------------------------------------------
 DEFAULT_DATA_SOURCE_NAME = "Leads"
-# Above this share of rejected rows in an entity, that entity is not loaded.
+# Above this share of rejected rows in an entity, that entity is not loaded...
 DEFAULT_MAX_REJECT_RATIO = 0.05
+# ...once at least this many of its rows were rejected: one bad row alone never fails a run (README,
+# "Rejects": it is reported and alerted on; from two on, max_reject_ratio decides as it always did).
+DEFAULT_MIN_REJECTS_TO_FAIL = 2
 # The merge DAG's wait: how often to look for a paying customer, and for how long.
 DEFAULT_LOOKUP_INTERVAL_SECONDS = 60.0
 DEFAULT_LOOKUP_TIMEOUT_SECONDS = 1200.0

@@ -30,6 +30,10 @@ class Entity(enum.StrEnum):
         return f"{self.value}s"
 
 
+#: What a lead still owns once its customer holds other records too (merged into its paying customer, by
+#: mogulflow or by ChartMogul): the funnel dates; the rest of the profile is the merged customer's.
+LEAD_DATE_FIELDS = ("lead_created_at", "free_trial_started_at")
+
 _ID_COLUMNS = {
     Entity.LEAD: "lead_id",
     Entity.PLAN: "plan_id",

@@ -19,6 +19,7 @@ from mogulflow.values.constants import (
     DEFAULT_LOOKUP_INTERVAL_SECONDS,
     DEFAULT_LOOKUP_TIMEOUT_SECONDS,
     DEFAULT_MAX_REJECT_RATIO,
+    DEFAULT_MIN_REJECTS_TO_FAIL,
 )
 from mogulflow.values.entities import Window
 from mogulflow.values.errors import SetupError
@@ -42,6 +43,8 @@ class RunSettings:
     dry_run: bool
     data_source_name: str
     max_reject_ratio: float
+    # An entity's rejects fail the run only from this many rows on (and above max_reject_ratio).
+    min_rejects_to_fail: int = DEFAULT_MIN_REJECTS_TO_FAIL
 
     @classmethod
     def unresolved(cls, run_id: str, dag_id: str, data_source_name: str, *, at: datetime) -> RunSettings:
@@ -159,7 +162,7 @@ def resolve_settings(
     data_interval_end: datetime | None,
     started_at: datetime | None = None,
 ) -> RunSettings:
-    """Decide the run's window, data source and reject limit from its params and data interval."""
+    """Decide the run's window, data source and reject limits from its params and data interval."""
     started = (started_at or datetime.now(UTC)).astimezone(UTC)
     window = resolve_window(
         params,
@@ -170,6 +173,11 @@ def resolve_settings(
     ratio = _number(params, "max_reject_ratio", DEFAULT_MAX_REJECT_RATIO)
     if not 0 <= ratio <= 1:
         raise SetupError(f"param 'max_reject_ratio' must be between 0 and 1, found {ratio}")
+    floor = _number(params, "min_rejects_to_fail", DEFAULT_MIN_REJECTS_TO_FAIL)
+    if floor < 0 or floor != int(floor):
+        raise SetupError(
+            f"param 'min_rejects_to_fail' must be a whole number of rows (0 or more), found {floor}"
+        )
     return RunSettings(
         run_id=run_id,
         dag_id=dag_id,
@@ -178,6 +186,7 @@ def resolve_settings(
         dry_run=_as_bool(params.get("dry_run", False)),
         data_source_name=str(params.get("data_source_name") or DEFAULT_DATA_SOURCE_NAME).strip(),
         max_reject_ratio=ratio,
+        min_rejects_to_fail=int(floor),
     )
 
 

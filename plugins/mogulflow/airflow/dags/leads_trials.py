@@ -36,8 +36,10 @@ sent), then writes to ChartMogul through the `chartmogul_default` connection:
 
 Only what changed since the last run is sent (`mogulflow_sync_state`); rows that fail are retried
 by the next run. `record_run` writes the run's account to **`mogulflow_runs`**:
-extracted = created + updated + unchanged + rejected + failed, per entity. The run fails when rows
-failed, or when an entity's reject share is above `max_reject_ratio` (that entity is not loaded).
+extracted = created + updated + unchanged + rejected + failed, per entity, each count what ChartMogul
+answered. The run fails when rows failed, or when an entity's reject share is above
+`max_reject_ratio` with at least `min_rejects_to_fail` rejected rows (that entity is not loaded);
+fewer rejects end `success_with_rejects`, with an alert.
 
 With `reconcile` true, `reconcile_with_chartmogul` then compares the data source with the warehouse
 and records the differences in **`mogulflow_reconciliation`** (see `chartmogul_reconcile`).

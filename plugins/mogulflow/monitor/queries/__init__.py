@@ -11,6 +11,7 @@ One module per part of the page; the names the app and tests use are re-exported
 
 from mogulflow.monitor.queries.funnel import Funnel, FunnelBucket, lead_funnel
 from mogulflow.monitor.queries.lookup import Lookup, StateRow, look_up
+from mogulflow.monitor.queries.merges import ChartMogulMerge, chartmogul_merges
 from mogulflow.monitor.queries.overview import Overview, RunVerdict, overview
 from mogulflow.monitor.queries.periods import GRAINS, Grain, Period
 from mogulflow.monitor.queries.reconciliation import (
@@ -38,6 +39,7 @@ __all__ = [
     "GRAINS",
     "MONITORED_DAG_IDS",
     "REJECTS_CSV_COLUMNS",
+    "ChartMogulMerge",
     "DataSource",
     "Funnel",
     "FunnelBucket",
@@ -53,6 +55,7 @@ __all__ = [
     "RunRow",
     "RunVerdict",
     "StateRow",
+    "chartmogul_merges",
     "iter_rejects_csv_frames",
     "latest_reconciliation",
     "lead_funnel",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mogulflow.monitor.queries.funnel import Funnel, lead_funnel
+from mogulflow.monitor.queries.merges import ChartMogulMerge, chartmogul_merges
 from mogulflow.monitor.queries.periods import Grain, Period
 from mogulflow.monitor.queries.reconciliation import Reconciliation, latest_reconciliation
 from mogulflow.monitor.queries.rejects import Rejects, rejects_by_rule
@@ -41,6 +42,8 @@ class Overview:
     funnel: Funnel
     reconciliation: Reconciliation
     has_runs_table: bool = True
+    # Leads ChartMogul merged on its own, and how the merge DAG counted them.
+    chartmogul_merges: tuple[ChartMogulMerge, ...] = ()
 
 
 def overview(
@@ -54,6 +57,7 @@ def overview(
     """Everything the page shows for one period and (optionally) one data source."""
     sources = list_data_sources(warehouse)
     chosen = next((s for s in sources if s.uuid == data_source_uuid), None)
+    reconciliation = latest_reconciliation(warehouse, data_source_uuid=data_source_uuid)
     return Overview(
         period=period,
         data_source=chosen,
@@ -61,6 +65,7 @@ def overview(
         runs=recent_runs(warehouse, period, data_source_uuid=data_source_uuid, dag_id=dag_id),
         rejects=rejects_by_rule(warehouse, period, data_source_uuid=data_source_uuid),
         funnel=lead_funnel(warehouse, period, grain=grain),
-        reconciliation=latest_reconciliation(warehouse, data_source_uuid=data_source_uuid),
+        reconciliation=reconciliation,
         has_runs_table=warehouse.table_exists(RUNS_TABLE),
+        chartmogul_merges=chartmogul_merges(warehouse, reconciliation, data_source_uuid=data_source_uuid),
     )
