@@ -68,7 +68,7 @@ def build_warehouse(path: Path, leads: int) -> None:
     import duckdb
 
     with duckdb.connect(str(path)) as connection:
-        connection.execute((REPO / "include" / "sql" / "schema.sql").read_text())
+        connection.execute((REPO / "plugins" / "mogulflow" / "sql" / "schema.sql").read_text())
         connection.execute(
             f"""
             INSERT INTO plans SELECT 'plan_' || i, 'Plan ' || i, 1, 'month', TIMESTAMP '2025-01-01'

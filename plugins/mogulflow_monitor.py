@@ -1,59 +1,25 @@
-"""mogulflow's monitoring page in the Airflow UI: Browse → mogulflow.
+"""The monitoring page for an Airflow whose plugins folder is this repository's `plugins/` but which
+has not installed the mogulflow package (its modules found on the plugins folder's path).
 
-Airflow executes this file in every process that loads plugins (scheduler, workers, every task,
-the CLI), so it imports nothing beyond Airflow's plugin base: the page's FastAPI app
-(`mogulflow.monitor.app`, which pulls in FastAPI, Airflow's API security and pandas) is built by
-the API server on the first request under the prefix.
+An installed mogulflow (wheel, or `make`'s editable install) registers the same plugin through its
+`airflow.plugins` entry point, and Airflow would report a second plugin of the same name as an
+import error ("already registered"): so this file defines the plugin only when no installed
+mogulflow distribution provides that entry point. Airflow executes this file in every process;
+it reads one distribution's metadata and imports Airflow's plugin base, nothing more.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-from airflow.plugins_manager import AirflowPlugin
-
-URL_PREFIX = "/mogulflow"  # not /plugin or /static: plugin mounts win over the UI's own routes
-VIEW_ROUTE = "mogulflow"  # the UI shows the page at /plugin/mogulflow
-DAG_TAB_ROUTE = "mogulflow-runs"  # and as a tab at /dags/<dag_id>/plugin/mogulflow-runs
+from importlib import metadata
 
 
-class LazyMonitorApp:
-    """An ASGI app that builds the monitor's FastAPI app on its first request, then hands every
-    request to it."""
-
-    def __init__(self) -> None:
-        self._app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self._app is None:
-            from mogulflow.monitor.app import create_app
-
-            self._app = create_app(url_prefix=URL_PREFIX, ui_path=f"plugin/{VIEW_ROUTE}")
-        await self._app(scope, receive, send)
+def _installed_entry_point() -> bool:
+    try:
+        entry_points = metadata.distribution("mogulflow").entry_points
+    except metadata.PackageNotFoundError:
+        return False
+    return any(entry.group == "airflow.plugins" for entry in entry_points)
 
 
-class MogulflowMonitorPlugin(AirflowPlugin):
-    """The monitoring page: runs, rejects, the lead funnel, reconciliation, one id's story."""
-
-    name = "mogulflow_monitor"
-    fastapi_apps: ClassVar[list[dict[str, Any]]] = [
-        {"app": LazyMonitorApp(), "url_prefix": URL_PREFIX, "name": "mogulflow monitor"}
-    ]
-    external_views: ClassVar[list[dict[str, Any]]] = [
-        {
-            "name": "mogulflow",
-            # relative: the UI has <base href> at Airflow's base URL
-            "href": f"{URL_PREFIX.lstrip('/')}/",
-            "url_route": VIEW_ROUTE,
-            "destination": "nav",
-            "category": "browse",
-        },
-        {
-            # A tab on every DAG's page (Airflow 3.3 cannot limit it to some DAGs): on mogulflow's two
-            # DAGs it shows their runs; elsewhere the page says it has nothing for that DAG.
-            "name": "mogulflow",
-            "href": f"{URL_PREFIX.lstrip('/')}/?dag_id={{DAG_ID}}",
-            "url_route": DAG_TAB_ROUTE,
-            "destination": "dag",
-        },
-    ]
+if not _installed_entry_point():
+    from mogulflow.monitor.plugin import MogulflowMonitorPlugin  # noqa: F401  (Airflow finds it here)

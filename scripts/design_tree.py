@@ -28,7 +28,8 @@ def _lines(folder: Path, depth: int) -> list[str]:
     modules = sorted(p for p in folder.glob("*.py") if p.name != "__init__.py")
     rooms = sorted(p for p in folder.iterdir() if p.is_dir() and (p / "__init__.py").exists())
     for module in modules:
-        lines.append(f"{indent}{module.name:<{NAME_WIDTH - len(indent)}}{summary(module)}")
+        width = max(NAME_WIDTH - len(indent), len(module.name) + 1)  # a long name still gets its space
+        lines.append(f"{indent}{module.name:<{width}}{summary(module)}")
     for room in rooms:
         lines.append(f"{indent}{room.name + '/':<{NAME_WIDTH - len(indent)}}{summary(room / '__init__.py')}")
         lines.extend(_lines(room, depth + 1))

@@ -568,7 +568,7 @@ def load_sample_warehouse(dsn: Mapping[str, Any], billing_sources: Mapping[str, 
         lambda uuid: billing_sources.get(uuid, uuid)
     )
     with psycopg.connect(**dsn) as connection:
-        connection.execute((REPO / "include" / "sql" / "schema.sql").read_text())
+        connection.execute((REPO / "plugins" / "mogulflow" / "sql" / "schema.sql").read_text())
         with connection.cursor() as cursor:
             for table in TABLES:
                 frame = frames[table].astype(object)

@@ -41,7 +41,7 @@ TRIALS = [
 
 def build_warehouse(path) -> None:
     connection = duckdb.connect(str(path))
-    connection.execute((REPO / "include" / "sql" / "schema.sql").read_text())
+    connection.execute((REPO / "plugins" / "mogulflow" / "sql" / "schema.sql").read_text())
     connection.executemany("INSERT INTO leads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", LEADS)
     connection.executemany("INSERT INTO plans VALUES (?, ?, ?, ?, ?)", PLANS)
     connection.executemany("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", TRIALS)
@@ -53,7 +53,7 @@ def build_postgres_warehouse(dsn: dict) -> None:
     import psycopg
 
     with psycopg.connect(**dsn) as connection:
-        connection.execute((REPO / "include" / "sql" / "schema.sql").read_text())
+        connection.execute((REPO / "plugins" / "mogulflow" / "sql" / "schema.sql").read_text())
         with connection.cursor() as cursor:
             cursor.executemany("INSERT INTO leads VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", LEADS)
             cursor.executemany("INSERT INTO plans VALUES (%s, %s, %s, %s, %s)", PLANS)

@@ -209,7 +209,7 @@ class Story:
 def build_warehouse(path: Path) -> None:
     """Six leads, three plans, eight trials, every row valid (rejects are another test's business)."""
     with duckdb.connect(str(path)) as warehouse:
-        warehouse.execute((REPO / "include" / "sql" / "schema.sql").read_text())
+        warehouse.execute((REPO / "plugins" / "mogulflow" / "sql" / "schema.sql").read_text())
         for n, lead_id in enumerate(LEADS):
             created = START + timedelta(days=n)
             warehouse.execute(

@@ -235,15 +235,33 @@ def test_dockerfile_builds_on_the_airflow_image_of_this_version_and_installs_the
     assert froms and all(f == "apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}" for f in froms)
     assert "pip wheel --no-cache-dir --no-deps" in text
     assert '"apache-airflow==${AIRFLOW_VERSION}"' in text
-    assert "mogulflow-*.whl)[celery,demo]" in text
-    assert "COPY --chown=airflow:0 dags/ /opt/airflow/dags/" in text
-    assert "COPY --chown=airflow:0 include/sql/ /opt/airflow/include/sql/" in text
+    assert 'mogulflow-*.whl)[${MOGULFLOW_EXTRAS}]"' in text
+    extras = set(re.search(r"^ARG MOGULFLOW_EXTRAS=(\S+)$", text, re.MULTILINE).group(1).split(","))
+    assert extras == {"celery", "postgres", "sandbox"}  # the demo profile needs the sandbox
+    # the wheel brings the SQL and the page; the DAG files are the thin ones `mogulflow dags` writes
+    assert "RUN mogulflow dags --into /opt/airflow/dags" in text
+    assert "include/sql" not in text and "MOGULFLOW_SQL_DIR=" not in text
+    assert "mogulflow_monitor.py" not in text  # the page comes through the wheel's entry point
     for source in re.findall(r"^COPY (?:--chown=\S+ )?(?!--from)(.+) \S+$", text, re.MULTILINE):
         for path in source.split():
             assert (REPO / path).exists(), f"Dockerfile copies {path}, which is not in the repository"
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".venv" in ignored
     assert ".env" in ignored
+
+
+def test_the_file_says_it_is_a_local_set_up_and_publishes_ports_on_loopback_only():
+    text = COMPOSE_FILE.read_text()
+    assert "A LOCAL SET-UP, NOT HARDENED FOR PRODUCTION" in text
+    for change in ("SimpleAuthManager", "AIRFLOW_ADMIN_PASSWORD", "reverse proxy", "AUTH_MANAGER"):
+        assert change in text, f"the header should say what to change for production: {change}"
+    assert "docker compose --profile demo up --build" in text
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports") or []:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+    assert ".env" in (REPO / ".gitignore").read_text().split()
+    readme = (REPO / "README.md").read_text()
+    assert "docker compose --profile demo up --build" in readme
 
 
 # ---- the commands exist in this Airflow version's CLI -----------------------------------------
@@ -453,7 +471,7 @@ def test_demo_warehouse_loader_fills_a_postgres_warehouse_once(postgres_database
     script = tmp_path / "load_demo_warehouse.py"
     script.write_text(_compose()["configs"]["load-demo-warehouse"]["content"])
     dsn = " ".join(f"{key}={value}" for key, value in postgres_database.items())
-    env = {**os.environ, "DEMO_WAREHOUSE_DSN": dsn, "MOGULFLOW_SQL_DIR": str(REPO / "include" / "sql")}
+    env = {**os.environ, "DEMO_WAREHOUSE_DSN": dsn}
     first = subprocess.run(
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
     )

@@ -39,7 +39,7 @@ def test_every_module_of_every_package_is_in_the_tree():
 
 def test_every_table_mogulflow_writes_is_described():
     tables = re.findall(
-        r"CREATE TABLE IF NOT EXISTS (\w+)", (REPO / "include/sql/mogulflow_tables.sql").read_text()
+        r"CREATE TABLE IF NOT EXISTS (\w+)", (REPO / "plugins/mogulflow/sql/mogulflow_tables.sql").read_text()
     )
 
     assert tables

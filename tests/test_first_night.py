@@ -324,7 +324,7 @@ def test_a_postgres_warehouse_without_a_column_fails_in_seconds(airflow_db, keye
     import psycopg2
 
     with psycopg2.connect(**postgres_database) as connection, connection.cursor() as cursor:
-        cursor.execute((REPO / "include" / "sql" / "schema.sql").read_text())
+        cursor.execute((REPO / "plugins" / "mogulflow" / "sql" / "schema.sql").read_text())
         cursor.execute("ALTER TABLE leads DROP COLUMN email")
     warehouse = postgres_connection(postgres_database)
     seconds, output = dags_test(warehouse, chartmogul(keyed_sandbox))

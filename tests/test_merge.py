@@ -50,7 +50,7 @@ CONVERTED_AT = datetime(2025, 4, 1, 12, 0)
 @pytest.fixture
 def warehouse(tmp_path) -> Iterator[Warehouse]:
     warehouse = Warehouse.open_duckdb(str(tmp_path / "warehouse.duckdb"))
-    warehouse.execute_script((REPO / "include" / "sql" / "schema.sql").read_text())
+    warehouse.execute_script((REPO / "plugins" / "mogulflow" / "sql" / "schema.sql").read_text())
     ensure_tables(warehouse)
     yield warehouse
     warehouse.close()

@@ -57,7 +57,7 @@ def conversions(stripe_ds: str) -> list[tuple]:
 def warehouse_path(tmp_path):
     path = tmp_path / "warehouse.duckdb"
     connection = duckdb.connect(str(path))
-    connection.execute((REPO / "include" / "sql" / "schema.sql").read_text())
+    connection.execute((REPO / "plugins" / "mogulflow" / "sql" / "schema.sql").read_text())
     connection.executemany("INSERT INTO leads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", LEADS)
     connection.executemany("INSERT INTO plans VALUES (?, ?, ?, ?, ?)", PLANS)
     connection.executemany("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", TRIALS)

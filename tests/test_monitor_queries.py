@@ -95,7 +95,7 @@ def warehouse(request, tmp_path) -> Warehouse:
 
         dsn = request.getfixturevalue("postgres_database")
         warehouse = Warehouse(psycopg.connect(**dsn), "postgres")
-    warehouse.execute_script((REPO / "include" / "sql" / "schema.sql").read_text())
+    warehouse.execute_script((REPO / "plugins" / "mogulflow" / "sql" / "schema.sql").read_text())
     lead_columns = ("lead_id", "company_name", "email", "country", "state", "city", "zip",
                     "lead_created_at", "free_trial_started_at", "updated_at")  # fmt: skip
     trial_columns = ("trial_id", "lead_id", "plan_id", "subscription_id", "started_at", "ends_at",

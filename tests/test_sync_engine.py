@@ -54,7 +54,7 @@ def write_warehouse(path, *, leads=(), plans=(), trials=()) -> None:
         "trials": list(trial()),
     }
     with duckdb.connect(str(path)) as connection:
-        connection.execute((REPO / "include" / "sql" / "schema.sql").read_text())
+        connection.execute((REPO / "plugins" / "mogulflow" / "sql" / "schema.sql").read_text())
         for table, rows in (("leads", leads), ("plans", plans), ("trials", trials)):
             if not rows:
                 continue
@@ -389,7 +389,7 @@ def write_sample_squeezed_into_days(path, days: int = BACKFILL_DAYS) -> None:
     frames, _ = build_sample_frames(seed=7, leads=1000)
     factor = timedelta(days=days) / (SAMPLE_END - SAMPLE_START)
     with duckdb.connect(str(path)) as connection:
-        connection.execute((REPO / "include" / "sql" / "schema.sql").read_text())
+        connection.execute((REPO / "plugins" / "mogulflow" / "sql" / "schema.sql").read_text())
         for table in ("leads", "plans", "trials"):
             frame = frames[table].copy()
             for column in frame.columns:

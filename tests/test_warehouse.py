@@ -15,7 +15,7 @@ from mogulflow.airflow.resources import open_warehouse
 from mogulflow.values.errors import SetupError
 from mogulflow.warehouse.connection import Warehouse
 
-# One neutral CREATE TABLE, as other engineers add them to include/sql/mogulflow_tables.sql.
+# One neutral CREATE TABLE, as other engineers add them to mogulflow/sql/mogulflow_tables.sql.
 PARTS_TABLE = """
 CREATE TABLE IF NOT EXISTS mogulflow_test_parts (
     run_id     TEXT NOT NULL,

@@ -21,6 +21,7 @@ from mogulflow.values.constants import (
 )
 
 __all__ = [
+    "DEFAULT_TASK_RETRIES",
     "POOL_NAME",
     "TASK_RETRIES_ENV",
     "default_args",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 TASK_RETRIES_ENV = "MOGULFLOW_TASK_RETRIES"
+DEFAULT_TASK_RETRIES = 2
 
 
 def default_args() -> dict[str, Any]:
@@ -40,7 +42,7 @@ def default_args() -> dict[str, Any]:
     """
     return {
         "owner": "data",
-        "retries": int(os.environ.get(TASK_RETRIES_ENV, "2")),
+        "retries": int(os.environ.get(TASK_RETRIES_ENV) or DEFAULT_TASK_RETRIES),
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),

@@ -110,7 +110,6 @@ def report_source_tables(tables: Iterable[str], conn_id: str | None = None) -> N
     """Tell the hook-lineage collector that this task read `tables` of the warehouse connection."""
     try:
         from airflow.sdk import BaseHook
-        from airflow.sdk.lineage import get_hook_lineage_collector
 
         from mogulflow.values.constants import WAREHOUSE_CONN_ID
 
@@ -137,8 +136,6 @@ def report_data_source_written(data_source_uuid: str | None, conn_id: str | None
     if not data_source_uuid:
         return
     try:
-        from airflow.sdk.lineage import get_hook_lineage_collector
-
         from mogulflow.airflow.hook import ChartMogulHook
         from mogulflow.values.constants import CHARTMOGUL_CONN_ID
 
@@ -147,3 +144,12 @@ def report_data_source_written(data_source_uuid: str | None, conn_id: str | None
         get_hook_lineage_collector().add_output_asset(context=hook, uri=uri)
     except Exception as error:
         log.info("Hook lineage of the ChartMogul data source skipped: %s", error)
+
+
+def get_hook_lineage_collector():
+    """Airflow's hook-lineage collector (`airflow.sdk.lineage` from 3.2, `airflow.lineage.hook` in 3.1)."""
+    try:
+        from airflow.sdk.lineage import get_hook_lineage_collector as collector
+    except ImportError:  # Airflow 3.1
+        from airflow.lineage.hook import get_hook_lineage_collector as collector
+    return collector()

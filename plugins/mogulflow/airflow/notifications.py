@@ -93,7 +93,10 @@ def grid_url(dag_id: str, run_id: str, base_url: str | None = None) -> str:
 
 
 def _base_url() -> str:
-    from airflow.sdk.configuration import conf
+    try:
+        from airflow.sdk.configuration import conf
+    except ImportError:  # Airflow 3.1
+        from airflow.configuration import conf
 
     return conf.get("api", "base_url", fallback=None) or DEFAULT_BASE_URL
 
@@ -363,23 +366,28 @@ def run_alerts() -> dict[str, Any]:
     """The `@dag` arguments that alert the team: on failure, on a successful run with too many
     rejects, and when a run is not done `MOGULFLOW_DEADLINE_MINUTES` after it was queued (a deadline
     alert, fired by the triggerer, which imports this module from the installed package)."""
-    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
-
     minutes = int(os.environ.get(DEADLINE_MINUTES_ENV) or 0)
     # A fixed interval read when the DAG is parsed, not a VariableInterval: a VariableInterval whose
     # Variable is missing fails the creation of every run, and nothing configured must break nothing.
-    deadline = (
-        DeadlineAlert(
-            reference=DeadlineReference.DAGRUN_QUEUED_AT,
-            interval=timedelta(minutes=minutes),
-            callback=AsyncCallback(RunAlertNotifier, kwargs={"kind": str(AlertKind.LATE)}),
-            name="mogulflow_run_late",
-        )
-        if minutes > 0
-        else None
-    )
+    deadline = _deadline_alert(minutes) if minutes > 0 else None
     return {
         "on_failure_callback": RunAlertNotifier(kind=AlertKind.FAILED),
         "on_success_callback": RunAlertNotifier(kind=AlertKind.REJECTS),
         "deadline": deadline,
     }
+
+
+def _deadline_alert(minutes: int) -> Any:
+    """The deadline alert, imported only when one is configured (Airflow 3.1 keeps the deadline
+    classes out of `airflow.sdk`; deadline alerts are checked on Airflow 3.3)."""
+    try:
+        from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+    except ImportError:  # Airflow 3.1
+        from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(minutes=minutes),
+        callback=AsyncCallback(RunAlertNotifier, kwargs={"kind": str(AlertKind.LATE)}),
+        name="mogulflow_run_late",
+    )

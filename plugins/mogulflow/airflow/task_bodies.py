@@ -22,7 +22,11 @@ from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
 
 from airflow.sdk import get_current_context
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+try:
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+except ImportError:  # Airflow 3.1 has them in airflow.exceptions only
+    from airflow.exceptions import AirflowFailException, AirflowSkipException
 
 from mogulflow.airflow.hook import ChartMogulHook
 from mogulflow.airflow.lineage import (

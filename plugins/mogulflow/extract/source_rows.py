@@ -1,4 +1,4 @@
-"""Extract: read one entity's source rows for a run's window with the SQL in `include/sql/`."""
+"""Extract: read one entity's source rows for a run's window with the SQL in `mogulflow/sql/`."""
 
 from __future__ import annotations
 

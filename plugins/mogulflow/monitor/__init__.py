@@ -1,5 +1,5 @@
 """The monitoring page inside the Airflow UI.
 
 `queries` reads the warehouse (Airflow-free, every aggregate in SQL); `app` is the FastAPI app the
-`plugins/mogulflow_monitor.py` plugin mounts on the API server, behind Airflow's own login.
+plugin (`mogulflow.monitor.plugin`) mounts on the API server, behind Airflow's own login.
 """

@@ -25,7 +25,7 @@ from mogulflow.values.constants import CHARTMOGUL_CONN_ID, WAREHOUSE_CONN_ID
 from mogulflow.values.entities import Entity, Window
 from mogulflow.warehouse.connection import Warehouse
 from mogulflow.warehouse.own_tables import ensure_tables
-from mogulflow.warehouse.sql_files import read_sql, sql_dir
+from mogulflow.warehouse.sql_files import read_sql, sql_path
 
 # The ping is a quick verdict: a few attempts, not the loads' full retry budget. An API that is
 # down fails the preflight as an outage, which Airflow retries with the task.
@@ -110,7 +110,7 @@ def check_setup(
             found = _check_extract(warehouse, SOURCE_TABLES[entity])
             problems += found
             if not found:
-                checked.append(f"{sql_dir() / TEMPLATES[entity]}: runs, returns every column mogulflow needs")
+                checked.append(f"{sql_path(TEMPLATES[entity])}: runs, returns every column mogulflow needs")
     finally:
         warehouse.close()
     return PreflightReport(tuple(checked), tuple(problems))
@@ -139,7 +139,7 @@ def _check_own_tables(warehouse: Warehouse) -> list[Problem]:
 
 def _check_extract(warehouse: Warehouse, table: SourceTable) -> list[Problem]:
     """Run the entity's extract SQL for zero rows; compare what it returns with what mogulflow needs."""
-    path = sql_dir() / TEMPLATES[table.entity]
+    path = sql_path(TEMPLATES[table.entity])
     try:
         sql = read_sql(TEMPLATES[table.entity])
     except FileNotFoundError as error:
@@ -167,7 +167,8 @@ def _compare_source_table(warehouse: Warehouse, table: SourceTable) -> list[Prob
         return [
             Problem(
                 f"table {name}",
-                f"does not exist in the warehouse: create it (include/sql/schema.sql shows its columns) or "
+                "does not exist in the warehouse: create it (schema.sql, written by "
+                f"`mogulflow sql --into DIR`, shows its columns) or "
                 f"point {TEMPLATES[table.entity]} at your table",
             )
         ]

@@ -250,6 +250,8 @@ def _normalised_text(values: pd.Series, *, upper: bool) -> pd.Series:
     bytes.
     """
     text = values.astype("str")
+    if text.dtype == object:  # pandas 2: "str" is object and a missing value became "None" or "nan"
+        text = text.where(values.notna())
     if text.iloc[:_CARDINALITY_SAMPLE].nunique() > _CARDINALITY_SAMPLE // 2:
         distinct, codes = text, None  # ids, e-mails, names: hashing them first would only cost time
     else:

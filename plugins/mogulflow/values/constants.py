@@ -31,7 +31,7 @@ DEFAULT_MIN_REJECTS_TO_FAIL = 2
 DEFAULT_LOOKUP_INTERVAL_SECONDS = 60.0
 DEFAULT_LOOKUP_TIMEOUT_SECONDS = 1200.0
 
-# ---- mogulflow's own tables (declared in include/sql/mogulflow_tables.sql) -------------------------
+# ---- mogulflow's own tables (declared in mogulflow/sql/mogulflow_tables.sql) -------------------------
 RUNS_TABLE = "mogulflow_runs"
 REJECTS_TABLE = "mogulflow_rejects"
 STATE_TABLE = "mogulflow_sync_state"

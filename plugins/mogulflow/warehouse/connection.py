@@ -1,6 +1,6 @@
 """The warehouse as mogulflow sees it: one DB-API connection and the dialect it speaks.
 
-SQL in `include/sql/` is written with named `:param` placeholders; `bind` turns them into the driver's
+SQL in `mogulflow/sql/` is written with named `:param` placeholders; `bind` turns them into the driver's
 own parameter style, so mogulflow never formats a value into SQL text itself. Inserts and upserts take
 each dialect's fastest correct path (`mogulflow.warehouse.dialects` says which).
 """

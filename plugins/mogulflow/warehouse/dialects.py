@@ -2,7 +2,7 @@
 
 One `Dialect` per warehouse: the Airflow connection types that name it, the provider to install, the
 DB-API driver's parameter style, how rows are inserted and upserted, and the warehouse's own name for
-each column type. mogulflow's tables are declared once, in `include/sql/mogulflow_tables.sql`, with
+each column type. mogulflow's tables are declared once, in `mogulflow/sql/mogulflow_tables.sql`, with
 neutral types (TEXT, TIMESTAMP, BOOLEAN, BIGINT, INTEGER, DOUBLE, DATE, BLOB); `render_create_table`
 turns each CREATE TABLE of that file (whoever added it) into the dialect's own DDL.
 """
