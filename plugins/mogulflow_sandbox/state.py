@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
+from mogulflow_sandbox import attributes
 from mogulflow_sandbox.customers import CustomerStore, note_changes
 from mogulflow_sandbox.data_sources import DataSourceStore
 from mogulflow_sandbox.due_work import WorkQueue
@@ -35,6 +36,15 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 STORAGE_FORMAT = 1
+
+# What each write to a customer's attributes does (`attributes`), by the name the routes use.
+_ATTRIBUTE_ACTIONS: dict[str, Callable[[CustomerRecord, dict[str, Any]], dict[str, Any]]] = {
+    "add_custom": attributes.add_custom,
+    "update_custom": attributes.update_custom,
+    "remove_custom": attributes.remove_custom,
+    "add_tags": attributes.add_tags_from_body,
+    "remove_tags": attributes.remove_tags,
+}
 
 
 def _locked(method: Callable[P, R]) -> Callable[P, R]:
@@ -164,6 +174,20 @@ class SandboxState:
     def get_customer(self, customer_uuid: str) -> dict[str, Any]:
         """``GET /v1/customers/{uuid}``; unknown (or merged away) → 404 family B."""
         return self._customers.render(self._customers.get(customer_uuid))
+
+    @_locked
+    def customer_attributes(self, customer_uuid: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``…/v1/customers/{uuid}/attributes[/custom|/tags]``: read, add, change or remove.
+
+        ``action``: ``get`` or a name in `_ATTRIBUTE_ACTIONS` (the functions of `attributes`).
+        """
+        customer = self._customers.get(customer_uuid)
+        if action == "get":
+            return attributes.attributes_body(customer)
+        answer = _ATTRIBUTE_ACTIONS[action](customer, body)
+        note_changes(customer, "updated")
+        self._changed()
+        return answer
 
     @_locked
     def delete_customer(self, customer_uuid: str) -> None:
