@@ -15,6 +15,8 @@ TEMPLATES = {
     Entity.PLAN: "extract_plans.sql",
     Entity.TRIAL: "extract_trials.sql",
     Entity.CONVERSION: "extract_conversions.sql",
+    Entity.ATTRIBUTE: "extract_lead_attributes.sql",
+    Entity.TAG: "extract_lead_tags.sql",
 }
 
 
