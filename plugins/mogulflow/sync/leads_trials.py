@@ -8,9 +8,7 @@ values; `mogulflow.values.json_form` turns them into what XCom carries.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 
@@ -20,7 +18,6 @@ import pandas as pd
 from mogulflow.extract.source_rows import iter_entity_chunks, optional_sources
 from mogulflow.extract.source_tables import SOURCE_TABLES
 from mogulflow.extract.waiting import without_still_waiting
-from mogulflow.load.attributes import CustomerRefs, load_lead_attributes
 from mogulflow.load.bulk import (
     BULK_IMPORTS_IN_FLIGHT,
     BulkOutcome,
@@ -32,22 +29,12 @@ from mogulflow.load.entity_step import (
     EntitySpec,
     PlannedLoad,
     StepInputs,
-    check_reject_ratio,
-    log_outcome,
     run_entity_step,
 )
 from mogulflow.load.objects import load_objects
 from mogulflow.load.trial_invoices import load_trial_invoices
-from mogulflow.plan.attributes import AttributeOp, AttributePlan, plan_lead_attributes
 from mogulflow.plan.sync_plan import PlannedCreate, SyncPlan, merge_plans, plan_sync
-from mogulflow.transform.attributes import (
-    AttributePayload,
-    LeadPayload,
-    TagPayload,
-    build_attribute_payloads,
-    build_tag_payloads,
-    carried_by_lead,
-)
+from mogulflow.sync import attributes as attribute_steps
 from mogulflow.transform.customers import FirstTrialStarts, first_trial_starts, with_earlier_lead_dates
 from mogulflow.transform.payloads import (
     CustomerPayload,
@@ -57,7 +44,6 @@ from mogulflow.transform.payloads import (
 )
 from mogulflow.validate.rules import Rule
 from mogulflow.validate.validator import (
-    IDENTITY_SEPARATOR,
     Validation,
     attribute_rules,
     lead_rules,
@@ -69,19 +55,16 @@ from mogulflow.validate.validator import (
 from mogulflow.values.constants import SAMPLE_SIZE
 from mogulflow.values.entities import LEAD_DATE_FIELDS, OPTIONAL_ENTITIES, Entity
 from mogulflow.values.id_arrays import KnownIds, as_id_array
-from mogulflow.values.reject_policy import RejectVerdict, judge_rejects
 from mogulflow.values.run_settings import RunSettings
 from mogulflow.values.step_reports import ExtractReport, LoadReport, StagedExtract
 from mogulflow.warehouse import staging
 from mogulflow.warehouse.connection import Warehouse
 from mogulflow.warehouse.own_tables import ensure_tables
 from mogulflow.warehouse.parquet_parts import iter_frames, read_frame
-from mogulflow.warehouse.staged_rejects import read_rejects
 from mogulflow.warehouse.sync_state import (
     SyncState,
     SyncStatus,
     checkpoint_to,
-    clear_waiting,
     ids_with_status,
     load_state,
     synced_ids,
@@ -359,11 +342,11 @@ def _new_customers_invoices(
 
 
 def _load_customers(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) -> LoadReport:
-    return _load_objects(inputs, data_source_uuid, _carrying_attributes(inputs, plan))
+    return _load_objects(inputs, data_source_uuid, attribute_steps.carrying_attributes(inputs, plan))
 
 
 def _bulk_customers(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) -> BulkOutcome:
-    plan = _carrying_attributes(inputs, plan)
+    plan = attribute_steps.carrying_attributes(inputs, plan)
     new_leads = {item.payload.external_id for item in plan.creates}
     return bulk_create_customers(
         inputs.client,
@@ -407,131 +390,5 @@ SPECS: Mapping[Entity, EntitySpec] = {spec.entity: spec for spec in (PLANS, CUST
 def load_entity(inputs: StepInputs, entity: Entity) -> LoadReport:
     """Run the load step of one entity (plans, customers, trial invoices, attributes or tags)."""
     if entity in OPTIONAL_ENTITIES:
-        return sync_lead_attributes(inputs, entity)
+        return attribute_steps.sync_lead_attributes(inputs, entity)
     return run_entity_step(SPECS[entity], inputs)
-
-
-# ---- attributes and tags ------------------------------------------------------------------------
-
-
-def _lead_payloads(inputs: StepInputs, entity: Entity) -> Iterator[LeadPayload]:
-    """The payloads of the entity's staged valid rows, part by part."""
-    build = build_attribute_payloads if entity is Entity.ATTRIBUTE else build_tag_payloads
-    for rows in iter_frames(inputs.warehouse, inputs.extract[entity].valid_path):
-        yield from build(rows)
-
-
-def _lead_versions(inputs: StepInputs, entity: Entity) -> dict[str, datetime]:
-    versions: dict[str, datetime] = {}
-    column = "key" if entity is Entity.ATTRIBUTE else "tag"
-    for rows in iter_frames(inputs.warehouse, inputs.extract[entity].valid_path):
-        ids = rows["lead_id"].astype(str) + IDENTITY_SEPARATOR + rows[column].astype(str)
-        versions.update(_versions(rows.assign(row_id=ids), "row_id"))
-    return versions
-
-
-def plan_attributes(inputs: StepInputs, entity: Entity) -> AttributePlan:
-    """The plan of the run's attribute (or tag) rows against what mogulflow set before."""
-    settings, ds = inputs.settings, inputs.data_source_uuid
-    state = {
-        external_id: entry
-        for external_id, entry in (load_state(inputs.warehouse, entity, ds) if ds else {}).items()
-        if entry.payload is not None or entry.status is not SyncStatus.WAITING
-    }
-    spared: set[str] = set()
-    if settings.window.full_refresh:
-        part = inputs.extract[entity]
-        spared = {r.row.source_id for r in read_rejects(inputs.warehouse, part) if r.row.source_id}
-    return plan_lead_attributes(
-        entity,
-        _lead_payloads(inputs, entity),
-        state,
-        versions=_lead_versions(inputs, entity),
-        run_id=settings.run_id,
-        full_refresh=settings.window.full_refresh,
-        leads_with_rejects=spared,
-    )
-
-
-def sync_lead_attributes(inputs: StepInputs, entity: Entity) -> LoadReport:
-    """Plan and write the run's attributes (or tags): only what changed, never what others set."""
-    settings, warehouse, ds = inputs.settings, inputs.warehouse, inputs.data_source_uuid
-    part = inputs.extract.get(entity)
-    if part is None:
-        log.info("%s: no %s table in the warehouse: the feature is off.", entity, entity.table)
-        return LoadReport(entity)
-    check_reject_ratio(settings, part)
-    plan = plan_attributes(inputs, entity)
-    if settings.dry_run:
-        counts = Counter(w.op for w in plan.writes if w.counted)
-        report = LoadReport(
-            entity,
-            created=counts[AttributeOp.ADD] + len(plan.written_this_run),
-            updated=sum(counts.values()) - counts[AttributeOp.ADD],
-            unchanged=len(plan.unchanged),
-            dry_run=True,
-        )
-        log_outcome(report)
-        return report
-    if not ds:
-        raise RuntimeError("no ChartMogul data source uuid: the ensure_data_source task must run first")
-    leads = load_state(warehouse, Entity.LEAD, ds)
-    refs = CustomerRefs(
-        uuids=uuids_by_external_id(leads),
-        created_this_run={lead for lead, entry in leads.items() if entry.run_id == settings.run_id},
-        known_size=len(leads),
-    )
-    report, removed = load_lead_attributes(
-        inputs.client,
-        plan,
-        refs,
-        data_source_uuid=ds,
-        run_id=settings.run_id,
-        checkpoint=checkpoint_to(warehouse),
-        max_workers=inputs.workers,
-    )
-    if removed:
-        log.info("%s: %d removed that no row names any more (full refresh).", entity, removed)
-    valid_leads = {payload.lead_id for payload in _lead_payloads(inputs, entity)}
-    clear_waiting(warehouse, entity, ds, valid_leads)
-    problems = []
-    if report.aborted:
-        problems.append(f"{entity} load stopped early: {report.aborted}")
-    if report.failed:
-        problems.append(f"{entity}: {report.failed} rows failed and will be retried by the next run")
-    report = dataclasses.replace(report, problems=tuple(problems))
-    log_outcome(report)
-    return report
-
-
-def _carrying_attributes(inputs: StepInputs, plan: SyncPlan) -> SyncPlan:
-    """The customers plan with each new customer carrying its attributes and tags in its create."""
-    # Only what the entity's own step will account for: not an entity whose rejects stop its load.
-    carrying = [
-        entity
-        for entity in OPTIONAL_ENTITIES
-        if (part := inputs.extract.get(entity)) is not None
-        and judge_rejects(part, inputs.settings) is not RejectVerdict.TOO_MANY
-    ]
-    if not plan.creates or not carrying:
-        return plan
-    new_leads = KnownIds.of({item.payload.external_id for item in plan.creates})
-    found: dict[Entity, list[LeadPayload]] = {}
-    for entity in carrying:
-        for rows in iter_frames(inputs.warehouse, inputs.extract[entity].valid_path):
-            rows = rows.loc[new_leads.contains(rows["lead_id"])]
-            build = build_attribute_payloads if entity is Entity.ATTRIBUTE else build_tag_payloads
-            found.setdefault(entity, []).extend(build(rows))
-    carried = carried_by_lead(
-        [p for p in found.get(Entity.ATTRIBUTE, []) if isinstance(p, AttributePayload)],
-        [p for p in found.get(Entity.TAG, []) if isinstance(p, TagPayload)],
-    )
-    if not carried:
-        return plan
-    creates = tuple(
-        dataclasses.replace(item, payload=dataclasses.replace(item.payload, carried=carried[lead]))
-        if (lead := item.payload.external_id) in carried and isinstance(item.payload, CustomerPayload)
-        else item
-        for item in plan.creates
-    )
-    return dataclasses.replace(plan, creates=creates)
