@@ -20,6 +20,7 @@ must be of its type in JSON (no ``"12"`` for an Integer); ``PUT`` only changes k
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from mogulflow_sandbox.api_errors import coded_error
@@ -155,3 +156,13 @@ def _type_of(value: Any) -> str:
     if isinstance(value, float):
         return "Decimal"
     return "String"
+
+
+#: What each write to a customer's attributes does, by the name the routes use.
+WRITES: dict[str, Callable[[CustomerRecord, dict[str, Any]], dict[str, Any]]] = {
+    "add_custom": add_custom,
+    "update_custom": update_custom,
+    "remove_custom": remove_custom,
+    "add_tags": add_tags_from_body,
+    "remove_tags": remove_tags,
+}

@@ -37,15 +37,6 @@ R = TypeVar("R")
 
 STORAGE_FORMAT = 1
 
-# What each write to a customer's attributes does (`attributes`), by the name the routes use.
-_ATTRIBUTE_ACTIONS: dict[str, Callable[[CustomerRecord, dict[str, Any]], dict[str, Any]]] = {
-    "add_custom": attributes.add_custom,
-    "update_custom": attributes.update_custom,
-    "remove_custom": attributes.remove_custom,
-    "add_tags": attributes.add_tags_from_body,
-    "remove_tags": attributes.remove_tags,
-}
-
 
 def _locked(method: Callable[P, R]) -> Callable[P, R]:
     """Run a public state method under the lock, after applying any async work that has fallen due."""
@@ -179,12 +170,12 @@ class SandboxState:
     def customer_attributes(self, customer_uuid: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
         """``…/v1/customers/{uuid}/attributes[/custom|/tags]``: read, add, change or remove.
 
-        ``action``: ``get`` or a name in `_ATTRIBUTE_ACTIONS` (the functions of `attributes`).
+        ``action``: ``get`` or a name in `attributes.WRITES`.
         """
         customer = self._customers.get(customer_uuid)
         if action == "get":
             return attributes.attributes_body(customer)
-        answer = _ATTRIBUTE_ACTIONS[action](customer, body)
+        answer = attributes.WRITES[action](customer, body)
         note_changes(customer, "updated")
         self._changed()
         return answer
