@@ -42,7 +42,8 @@ def write_warehouse(path, *, leads=("L1", "L2"), attributes=(), tags=(), with_ta
         if not with_tables:
             return
         connection.execute(
-            "CREATE TABLE lead_attributes (lead_id TEXT, key TEXT, type TEXT, value TEXT, updated_at TIMESTAMP)"
+            "CREATE TABLE lead_attributes "
+            "(lead_id TEXT, key TEXT, type TEXT, value TEXT, updated_at TIMESTAMP)"
         )
         connection.execute(
             "CREATE TABLE lead_tags (lead_id TEXT, tag TEXT, present BOOLEAN, updated_at TIMESTAMP)"
@@ -135,7 +136,8 @@ def test_a_window_sends_only_the_changed_keys_one_request_per_customer_and_kind(
     execute(path, "UPDATE lead_attributes SET value = '40', updated_at = ? WHERE key = 'seats'", LATER)
     execute(
         path,
-        "UPDATE lead_attributes SET value = 'events', updated_at = ? WHERE key = 'lead_source' AND lead_id = 'L1'",
+        "UPDATE lead_attributes SET value = 'events', updated_at = ? "
+        "WHERE key = 'lead_source' AND lead_id = 'L1'",
         LATER,
     )
     seq = last_seq(sandbox)
@@ -254,7 +256,8 @@ def test_rows_of_a_lead_not_known_yet_wait_for_it(sandbox, client, path):
 
     execute(
         path,
-        "INSERT INTO leads SELECT * REPLACE ('L3' AS lead_id, TIMESTAMP '2025-04-02 09:00' AS updated_at) FROM leads",
+        "INSERT INTO leads SELECT * REPLACE ('L3' AS lead_id, TIMESTAMP '2025-04-02 09:00' AS updated_at) "
+        "FROM leads",
     )
     later = run_sync_directly(
         path, client, run_id="next day", start="2025-04-02T00:00:00Z", end="2025-04-03T00:00:00Z"
