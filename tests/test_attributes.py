@@ -286,3 +286,38 @@ def test_many_new_customers_carry_theirs_in_the_json_imports(sandbox, client, pa
     assert all(held(sandbox, lead_id) == ({"lead_source": "ads"}, ["trial"]) for lead_id in leads)
     assert [p for _, p in writes_since(sandbox, 0) if "/attributes" in p] == []
     assert summary.counts[Entity.ATTRIBUTE].created == 7 and summary.counts[Entity.TAG].created == 7
+
+
+# ---- the real DAG ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def leads_trials_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag_file = REPO / "dags" / "chartmogul_leads_trials.py"
+    return DagBag(dag_folder=str(dag_file)).dags["chartmogul_leads_trials"]
+
+
+@pytest.mark.slow
+def test_the_dag_syncs_attributes_and_tags_and_records_their_counts(
+    airflow_db, monkeypatch, sandbox, path, leads_trials_dag
+):
+    from test_sync_engine import DEFAULT_CONF, set_connections
+
+    set_connections(monkeypatch, sandbox.url, path)
+    write_warehouse(path, **ROWS)
+
+    first = leads_trials_dag.test(run_conf={**DEFAULT_CONF, "full_refresh": True})
+    execute(path, "UPDATE lead_attributes SET value = '40', updated_at = ? WHERE key = 'seats'", LATER)
+    second = leads_trials_dag.test(run_conf={**DEFAULT_CONF, "full_refresh": True, "dry_run": True})
+    third = leads_trials_dag.test(run_conf={**DEFAULT_CONF, "full_refresh": True})
+
+    assert [run.state for run in (first, second, third)] == ["success"] * 3
+    assert held(sandbox, "L1")[0]["seats"] == 40
+    rows = query(
+        path,
+        "SELECT dry_run, attributes_extracted, attributes_created, attributes_updated, attributes_unchanged, "
+        "tags_extracted, tags_created, tags_unchanged FROM mogulflow_runs ORDER BY started_at",
+    )
+    assert rows == [(False, 5, 5, 0, 0, 3, 3, 0), (True, 5, 0, 1, 4, 3, 0, 3), (False, 5, 0, 1, 4, 3, 0, 3)]
