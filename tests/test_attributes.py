@@ -321,3 +321,62 @@ def test_the_dag_syncs_attributes_and_tags_and_records_their_counts(
         "tags_extracted, tags_created, tags_unchanged FROM mogulflow_runs ORDER BY started_at",
     )
     assert rows == [(False, 5, 5, 0, 0, 3, 3, 0), (True, 5, 0, 1, 4, 3, 0, 3), (False, 5, 0, 1, 4, 3, 0, 3)]
+
+
+# ---- reconciliation ------------------------------------------------------------------------------
+
+
+def reconcile_run(path, client, *, run_id: str, resend: bool = False):
+    from datetime import UTC
+
+    from mogulflow.reconcile.run import ReconcileRequest, run_reconciliation
+    from mogulflow.warehouse.connection import Warehouse
+
+    warehouse = Warehouse.open_duckdb(str(path))
+    try:
+        request = ReconcileRequest(run_id, "chartmogul_reconcile", "Leads", resend, datetime.now(UTC))
+        return run_reconciliation(warehouse, client, request)
+    finally:
+        warehouse.close()
+
+
+def test_the_reconciliation_finds_owned_attributes_and_tags_that_drifted_and_resend_repairs_them(
+    sandbox, client, path
+):
+    write_warehouse(path, **ROWS)
+    run_sync_directly(path, client, run_id="first", full_refresh=True)
+    execute(path, "UPDATE lead_tags SET present = false, updated_at = ? WHERE tag = 'webinar'", LATER)
+    run_sync_directly(path, client, run_id="april", **APRIL_FIRST)
+    l1, l2 = uuid_of(sandbox, "L1"), uuid_of(sandbox, "L2")
+    # drift made in ChartMogul: one of ours removed, one changed, a removed tag back, others' added
+    client.remove_custom_attributes(l1, ["seats"])
+    client.update_custom_attributes(l2, {"lead_source": "billboard"})
+    client.add_tags(l2, ["webinar", "someone_elses"])
+    client.add_custom_attributes(l2, [{"type": "String", "key": "owner", "value": "ana"}])
+    seq = last_seq(sandbox)
+
+    report = reconcile_run(path, client, run_id="check")
+
+    assert writes_since(sandbox, seq) == []
+    rows = query(
+        path,
+        "SELECT entity, external_id, kind, field, warehouse_value, chartmogul_value "
+        "FROM mogulflow_reconciliation WHERE run_id = 'check' AND entity IN ('attribute', 'tag') "
+        "ORDER BY entity, kind",
+    )
+    assert rows == [
+        ("attribute", "L2", "different", "lead_source", "seo", "billboard"),
+        ("attribute", "L1", "missing", "seats", "12", None),
+        ("tag", "L2", "extra", "webinar", None, "true"),
+    ]
+    assert report.outcome == "failed"
+
+    reconcile_run(path, client, run_id="resend", resend=True)
+    run_sync_directly(path, client, run_id="repair", start="2025-11-01T00:00:00Z", end="2025-11-02T00:00:00Z")
+
+    assert held(sandbox, "L1")[0]["seats"] == 12
+    assert held(sandbox, "L2") == (
+        {"lead_source": "seo", "paid_ads": True, "owner": "ana"},
+        ["newsletter", "someone_elses"],
+    )
+    assert reconcile_run(path, client, run_id="after").outcome == "success"

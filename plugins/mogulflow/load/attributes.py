@@ -189,26 +189,35 @@ class _CustomerWriter:
         to_send: list[AttributeWrite] = []
         holding = _held_values(self.entity, held)
         for write in writes:
+            settled = None
             if write.op is AttributeOp.ADD and _key(write) in holding:
-                results[id(write)] = self._already_held(lead_id, write, holding[_key(write)], uuid)
-            else:
+                settled = self._already_held(lead_id, write, holding[_key(write)], uuid)
+            if settled is None:
                 to_send.append(write)
+            else:
+                results[id(write)] = settled
         for op, group in _by_request(self.entity, to_send).items():
             uuid, answer = self._send(lead_id, uuid, op, group)
             for write in group:
                 results[id(write)] = answer(write)
         return [results[id(write)] for write in writes]
 
-    def _already_held(self, lead_id: str, write: AttributeWrite, value: Any, uuid: str | None) -> WriteResult:
-        """A key or tag to add that the customer holds already."""
+    def _already_held(
+        self, lead_id: str, write: AttributeWrite, value: Any, uuid: str | None
+    ) -> WriteResult | None:
+        """A key or tag to add that the customer holds already: its result, or None to send it anyway."""
         payload = write.payload
         if isinstance(payload, AttributePayload) and not same_value(payload.type, value, payload.value):
+            if write.previous is not None:
+                return None  # mogulflow's own key, set again (a failed write, a reconciliation's resend)
             message = (
                 f"custom attribute {payload.key!r} of lead {lead_id!r} is set by someone else in ChartMogul "
                 f"(to {value!r}; the warehouse says {payload.value!r}): mogulflow leaves it. Remove it in "
                 "ChartMogul to let mogulflow set it, or rename the key in the warehouse"
             )
             return self.failed(write, RuntimeError(message), retriable=False)
+        if write.previous is not None:
+            return self.confirmed(write, RowOutcome.UNCHANGED, uuid)  # mogulflow's own, as it was
         if lead_id in self.refs.created_this_run:
             return self.confirmed(write, RowOutcome.CREATED, uuid)  # carried by the create
         # Someone else's, with the value the warehouse has: it stays theirs (never changed nor removed);
@@ -262,7 +271,11 @@ class _CustomerWriter:
     def _settled(self, write: AttributeWrite, op: str, answer: Any, uuid: str) -> WriteResult:
         """The write's outcome, once the answer (every custom attribute, or every tag, after it) shows it."""
         payload = write.payload
-        outcome = RowOutcome.CREATED if write.op is AttributeOp.ADD else RowOutcome.UPDATED
+        outcome = (
+            RowOutcome.CREATED
+            if write.op is AttributeOp.ADD and write.previous is None
+            else RowOutcome.UPDATED
+        )
         if isinstance(payload, AttributePayload) and isinstance(answer, dict) and answer != {}:
             held = answer.get(payload.key)
             landed = (
@@ -319,11 +332,12 @@ class _CustomerWriter:
 
 
 def _owning_nothing(write: AttributeWrite) -> dict[str, Any]:
-    """The state payload of a key or tag mogulflow does not own (`mogulflow.plan.attributes.owns`)."""
+    """The state payload of a key or tag someone else holds with the warehouse's value: mogulflow owns
+    nothing there (`mogulflow.plan.attributes.owns`), and a reconciliation leaves it out (`theirs`)."""
     payload = write.payload
     if isinstance(payload, TagPayload):
-        return {**payload.fields(), "present": False}
-    return {**payload.fields(), "value": None}
+        return {**payload.fields(), "present": False, "theirs": True}
+    return {**payload.fields(), "value": None, "theirs": True}
 
 
 def _key(write: AttributeWrite) -> str:

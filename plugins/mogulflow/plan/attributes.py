@@ -3,8 +3,8 @@
 The sync state remembers, per `lead_id/key` (`lead_id/tag`), what mogulflow last set: that is what
 mogulflow owns. A row whose content hash equals the remembered one is unchanged; otherwise:
 
-- a value (a present tag) on a key mogulflow does not own → `ADD` (the load first reads the customer:
-  a key someone else set is never overwritten);
+- a value (a present tag) on a key mogulflow does not own, or whose last write failed → `ADD` (the
+  load first reads the customer: a key someone else set is never overwritten);
 - a new value on an owned key → `CHANGE` (same type) or `REPLACE` (another type: sent with it);
 - a null value (`present` false) → `REMOVE` when mogulflow owns the key, else nothing to do;
 - on a full refresh, an owned key that no row names any more → `REMOVE`, outside the run's account
@@ -129,7 +129,8 @@ def _op(payload: LeadPayload, entry: StateEntry | None) -> AttributeOp | None:
     owned = owns(entry)
     if payload.removes:
         return AttributeOp.REMOVE if owned else None
-    if not owned or entry is None or entry.payload is None:
+    if not owned or entry is None or entry.payload is None or entry.status is SyncStatus.FAILED:
+        # not ours yet, or a write (or a reconciliation) left in doubt what the customer holds: read first
         return AttributeOp.ADD
     if isinstance(payload, TagPayload):
         # An owned tag whose entry failed: add it again (adding a held tag changes nothing).
