@@ -143,19 +143,18 @@ def main(argv: list[str] | None = None) -> int:
         with_attributes = first_load(folder, leads=args.leads, attributes=True)
     ratio = with_attributes["seconds"] / without["seconds"]
     night = with_attributes["night"]
-    print(
-        f"first load of {args.leads:,} leads (sample warehouse), fresh sandbox, client at {REQUESTS_PER_SECOND:.0f} req/s"
-    )
+    pace = f"client at {REQUESTS_PER_SECOND:.0f} req/s"
+    print(f"first load of {args.leads:,} leads (sample warehouse), fresh sandbox, {pace}")
     print(f"  {'':<34} {'requests':>9} {'seconds':>8}")
     print(f"  {'without attributes':<34} {without['requests']:>9,} {without['seconds']:>8.1f}")
-    print(
-        f"  {'with 5 attributes + 2 tags a lead':<34} {with_attributes['requests']:>9,} {with_attributes['seconds']:>8.1f}"
-    )
+    label = "with 5 attributes + 2 tags a lead"
+    print(f"  {label:<34} {with_attributes['requests']:>9,} {with_attributes['seconds']:>8.1f}")
     print(f"  time ratio {ratio:.2f} (goal ≤ {GOAL_TIME_RATIO})")
     print(f"  counts with attributes: {with_attributes['counts']}")
     print(
         f"nightly: {night['changed_keys']:,} attribute rows changed (1%): "
-        f"{night['attribute_requests']:,} attribute requests = {night['per_changed_key']:.2f} per changed key "
+        f"{night['attribute_requests']:,} attribute requests = "
+        f"{night['per_changed_key']:.2f} per changed key "
         f"(goal ≤ {GOAL_REQUESTS_PER_CHANGED_KEY}); "
         f"{night['requests']:,} requests in all, {night['seconds']:.1f} s"
     )
