@@ -34,17 +34,44 @@ from mogulflow.values.entities import OPTIONAL_ENTITIES, Entity
 from mogulflow.values.id_arrays import KnownIds
 from mogulflow.values.reject_policy import RejectVerdict, judge_rejects
 from mogulflow.values.step_reports import LoadReport
-from mogulflow.warehouse.parquet_parts import iter_frames
+from mogulflow.warehouse import staging
+from mogulflow.warehouse.parquet_parts import PartWriter, iter_frames
 from mogulflow.warehouse.staged_rejects import read_rejects
 from mogulflow.warehouse.sync_state import (
     SyncStatus,
     checkpoint_to,
     clear_waiting,
+    ids_with_status,
     load_state,
     uuids_by_external_id,
 )
 
 log = logging.getLogger(__name__)
+
+#: The staging kind of the leads whose create carried their attributes and tags (one column, lead_id).
+CARRIED = "carried"
+
+
+def _carried_location(inputs: StepInputs) -> tuple[staging.RunStaging, str]:
+    run = staging.for_run(inputs.warehouse, inputs.settings.dag_id, inputs.settings.run_id)
+    return run, run.location(Entity.LEAD, CARRIED)
+
+
+def _stage_carried(inputs: StepInputs, leads: set[str]) -> None:
+    """Remember, for the attribute steps, the leads whose create carries their attributes and tags."""
+    leads = leads | _carried_leads(inputs)
+    run, location = _carried_location(inputs)
+    run.store.remove(location)
+    PartWriter(run.store, location).write(pd.DataFrame({"lead_id": sorted(leads)}, dtype=object))
+
+
+def _carried_leads(inputs: StepInputs) -> set[str]:
+    """The leads whose create (in this run) carried their attributes and tags."""
+    _, location = _carried_location(inputs)
+    try:
+        return {str(lead) for rows in iter_frames(inputs.warehouse, location) for lead in rows["lead_id"]}
+    except FileNotFoundError:
+        return set()
 
 
 def _lead_payloads(inputs: StepInputs, entity: Entity) -> Iterator[LeadPayload]:
@@ -110,10 +137,15 @@ def sync_lead_attributes(inputs: StepInputs, entity: Entity) -> LoadReport:
     if not ds:
         raise RuntimeError("no ChartMogul data source uuid: the ensure_data_source task must run first")
     leads = load_state(warehouse, Entity.LEAD, ds)
+    written = {lead for lead, entry in leads.items() if entry.run_id == settings.run_id}
     refs = CustomerRefs(
         uuids=uuids_by_external_id(leads),
-        created_this_run={lead for lead, entry in leads.items() if entry.run_id == settings.run_id},
+        created_this_run=written,
         known_size=len(leads),
+        # created in this run by a request that carried their attributes and tags (confirmed synced)
+        carried=frozenset(
+            lead for lead in written & _carried_leads(inputs) if leads[lead].status is SyncStatus.SYNCED
+        ),
     )
     report, removed = load_lead_attributes(
         inputs.client,
@@ -126,8 +158,9 @@ def sync_lead_attributes(inputs: StepInputs, entity: Entity) -> LoadReport:
     )
     if removed:
         log.info("%s: %d removed that no row names any more (full refresh).", entity, removed)
-    valid_leads = {payload.lead_id for payload in _lead_payloads(inputs, entity)}
-    clear_waiting(warehouse, entity, ds, valid_leads)
+    if ids_with_status(warehouse, entity, ds, (SyncStatus.WAITING,)):
+        frames = iter_frames(warehouse, inputs.extract[entity].valid_path, columns=["lead_id"])
+        clear_waiting(warehouse, entity, ds, {str(lead) for rows in frames for lead in rows["lead_id"]})
     problems = []
     if report.aborted:
         problems.append(f"{entity} load stopped early: {report.aborted}")
@@ -162,6 +195,7 @@ def carrying_attributes(inputs: StepInputs, plan: SyncPlan) -> SyncPlan:
     )
     if not carried:
         return plan
+    _stage_carried(inputs, set(carried))
     creates = tuple(
         dataclasses.replace(item, payload=dataclasses.replace(item.payload, carried=carried[lead]))
         if (lead := item.payload.external_id) in carried and isinstance(item.payload, CustomerPayload)

@@ -118,22 +118,18 @@ def typed_value(kind: str, text: str | None) -> Any:
 
 def build_attribute_payloads(rows: pd.DataFrame) -> Iterator[AttributePayload]:
     """One payload per valid `lead_attributes` row."""
-    for lead_id, key, kind, value in zip(
-        rows["lead_id"], rows["key"], rows["type"], rows["value"], strict=True
-    ):
-        spelled = canonical_type(str(kind)) or str(kind)
-        text = (
-            None
-            if value is None or value is pd.NA or (isinstance(value, float) and value != value)
-            else value
-        )
-        yield AttributePayload(str(lead_id), str(key), spelled, typed_value(spelled, text))
+    values = rows["value"].astype(object).where(rows["value"].notna(), None)
+    columns = (rows[name].astype(str).tolist() for name in ("lead_id", "key", "type"))
+    for lead_id, key, kind, value in zip(*columns, values.tolist(), strict=True):
+        spelled = canonical_type(kind) or kind
+        yield AttributePayload(lead_id, key, spelled, typed_value(spelled, value))
 
 
 def build_tag_payloads(rows: pd.DataFrame) -> Iterator[TagPayload]:
     """One payload per valid `lead_tags` row."""
-    for lead_id, tag, present in zip(rows["lead_id"], rows["tag"], rows["present"], strict=True):
-        yield TagPayload(str(lead_id), str(tag), bool(present))
+    columns = (rows["lead_id"].astype(str).tolist(), rows["tag"].astype(str).tolist())
+    for lead_id, tag, present in zip(*columns, rows["present"].astype(bool).tolist(), strict=True):
+        yield TagPayload(lead_id, tag, present)
 
 
 def carried_by_lead(

@@ -167,6 +167,7 @@ def tag_rules(now: datetime, *, known_lead_ids: Collection[str]) -> list[Rule]:
     ]
 
 
+@functools.lru_cache(maxsize=256)
 def canonical_type(kind: str) -> str | None:
     """The attribute type as ChartMogul spells it (`integer` → `Integer`), or None if it is none."""
     return _TYPES_BY_LOWER.get(kind.strip().lower())
