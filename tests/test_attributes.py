@@ -380,3 +380,36 @@ def test_the_reconciliation_finds_owned_attributes_and_tags_that_drifted_and_res
         ["newsletter", "someone_elses"],
     )
     assert reconcile_run(path, client, run_id="after").outcome == "success"
+
+
+# ---- the monitoring page's queries ------------------------------------------------------------------
+
+
+def test_the_funnel_splits_by_the_attribute_chosen_and_runs_show_attribute_counts(sandbox, client, tmp_path):
+    from datetime import date
+
+    from mogulflow.monitor import queries
+    from mogulflow.warehouse.connection import Warehouse
+    from mogulflow_demo.sample_warehouse import build_sample_warehouse
+
+    path = tmp_path / "sample.duckdb"
+    build_sample_warehouse(path, leads=1000, attributes=True)
+    run_sync_directly(path, client, run_id="first", full_refresh=True)
+    period = queries.Period(date(2025, 1, 1), date(2025, 11, 1))
+    warehouse = Warehouse.open_duckdb(str(path))
+    try:
+        keys = queries.attribute_keys(warehouse)
+        split = queries.funnel_by_attribute(warehouse, period, key="lead_source", grain="week")
+        funnel = queries.lead_funnel(warehouse, period, grain="week")
+        (run,) = queries.recent_runs(warehouse, period=queries.Period(date(2020, 1, 1), date(2100, 1, 1)))
+    finally:
+        warehouse.close()
+
+    assert keys == ("company_size", "lead_source", "plan_tier", "sales_owner", "utm_campaign")
+    assert set(split.values) <= {"ads", "seo", "referral", "event", "outbound", "partner", "(none)"}
+    for measure, total in (("leads", funnel.totals.leads), ("conversions", funnel.totals.conversions)):
+        assert sum(sum(counts) for counts in split.series[measure].values()) == total
+    weekly = [sum(split.series["leads"][v][i] for v in split.values) for i in range(len(split.labels))]
+    assert weekly == [bucket.leads for bucket in funnel.buckets]
+    assert run.counts["attribute"].created == run.counts["attribute"].extracted > 0
+    assert run.counts["tag"].created > 0
