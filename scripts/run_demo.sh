@@ -17,7 +17,7 @@ WAREHOUSE=$DEMO/warehouse.duckdb
 
 echo "==> Building the sample warehouse ($WAREHOUSE)"
 rm -f "$WAREHOUSE" "$WAREHOUSE.wal"
-"$BIN/mogulflow" sample-warehouse "$WAREHOUSE"
+"$BIN/mogulflow" sample-warehouse "$WAREHOUSE" --attributes
 
 # The sandbox takes 8999 when it is free, any free port otherwise; it prints the URL it serves.
 PORT=$("$BIN/python" - <<'PY'

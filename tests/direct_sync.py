@@ -74,6 +74,8 @@ def run_sync_account(
             (Entity.PLAN, "upsert_plans"),
             (Entity.LEAD, "upsert_customers"),
             (Entity.TRIAL, "import_trial_invoices"),
+            (Entity.ATTRIBUTE, "sync_lead_attributes"),
+            (Entity.TAG, "sync_lead_tags"),
         ):
             if entity is Entity.TRIAL and "task upsert_customers did not finish" in failures:
                 loads[entity] = None

@@ -56,6 +56,8 @@ def test_leads_trials_tasks_run_in_the_stand_up_order(dagbag):
         "upsert_plans",
         "upsert_customers",
         "import_trial_invoices",
+        "sync_lead_attributes",
+        "sync_lead_tags",
         "record_run",
         "reconcile_with_chartmogul",
     ]
@@ -71,6 +73,8 @@ def test_tasks_that_write_to_chartmogul_run_in_the_chartmogul_api_pool(dagbag):
         "upsert_plans",
         "upsert_customers",
         "import_trial_invoices",
+        "sync_lead_attributes",
+        "sync_lead_tags",
         "reconcile_with_chartmogul",  # reads only, but through the same API budget
     ):
         assert dag.get_task(task_id).pool == "chartmogul_api", task_id

@@ -357,7 +357,14 @@ def test_an_unreachable_api_is_an_outage_that_ends_the_run_with_its_reason(airfl
 
 
 def test_every_entity_has_a_source_table():
-    assert {entity.table for entity in Entity} == {"leads", "plans", "trials", "conversions"}
+    assert {entity.table for entity in Entity} == {
+        "leads",
+        "plans",
+        "trials",
+        "conversions",
+        "lead_attributes",
+        "lead_tags",
+    }
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,14 @@ import pytest
 from builders import NOW
 
 from mogulflow.transform.customers import build_customer_payloads
-from mogulflow.validate.validator import validate_conversions, validate_leads, validate_plans, validate_trials
+from mogulflow.validate.validator import (
+    validate_attributes,
+    validate_conversions,
+    validate_leads,
+    validate_plans,
+    validate_tags,
+    validate_trials,
+)
 from mogulflow.values.entities import Entity
 from mogulflow.values.rejected_rows import RuleFailure, ValidationResult
 from mogulflow_demo.sample_warehouse import MIN_LEADS, SAMPLE_END, SAMPLE_START, build_sample_warehouse, main
@@ -21,7 +28,7 @@ SAMPLE_LEADS = 2000
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     path = tmp_path_factory.mktemp("sample") / "warehouse.duckdb"
-    stats = build_sample_warehouse(path, seed=7, leads=SAMPLE_LEADS)
+    stats = build_sample_warehouse(path, seed=7, leads=SAMPLE_LEADS, attributes=True)
     with duckdb.connect(str(path), read_only=True) as connection:
         tables = {t: connection.execute(f"SELECT * FROM {t}").df() for t in stats.rows}
     return path, stats, tables
@@ -35,7 +42,9 @@ def validated(sample):
     lead_ids, plan_ids = set(leads.valid["lead_id"]), set(plans.valid["plan_id"])
     trials = validate_trials(tables["trials"], now=NOW, known_lead_ids=lead_ids, known_plan_ids=plan_ids)
     conversions = validate_conversions(tables["conversions"], now=NOW, known_lead_ids=lead_ids)
-    return {r.entity: r for r in (leads, plans, trials, conversions)}
+    attributes = validate_attributes(tables["lead_attributes"], now=NOW, known_lead_ids=lead_ids)
+    tags = validate_tags(tables["lead_tags"], now=NOW, known_lead_ids=lead_ids)
+    return {r.entity: r for r in (leads, plans, trials, conversions, attributes, tags)}
 
 
 def rule_label(failure: RuleFailure) -> str:
@@ -47,7 +56,7 @@ def test_same_seed_gives_the_same_rows(sample, tmp_path):
     _, _, tables = sample
     again = tmp_path / "again.duckdb"
 
-    build_sample_warehouse(again, seed=7, leads=SAMPLE_LEADS)
+    build_sample_warehouse(again, seed=7, leads=SAMPLE_LEADS, attributes=True)
 
     with duckdb.connect(str(again), read_only=True) as connection:
         for table, expected in tables.items():
@@ -214,3 +223,19 @@ def test_cli_builds_the_warehouse_and_prints_a_summary(tmp_path, capsys):
     assert "leads" in out and "to be rejected" in out
     with duckdb.connect(str(path), read_only=True) as connection:
         assert connection.execute("SELECT count(*) FROM plans").fetchone()[0] > 0
+
+
+def test_the_demo_gives_each_valid_lead_five_attributes_and_two_tags(sample, validated):
+    _, _, tables = sample
+    attributes, tags = validated[Entity.ATTRIBUTE].valid, validated[Entity.TAG].valid
+
+    assert attributes.groupby("lead_id").size().eq(5).all()
+    assert tags.groupby("lead_id").size().eq(2).all()
+    assert set(attributes["key"]) == {
+        "lead_source",
+        "utm_campaign",
+        "plan_tier",
+        "company_size",
+        "sales_owner",
+    }
+    assert len(tables["lead_attributes"]) == len(attributes) and len(tables["lead_tags"]) == len(tags)

@@ -1,4 +1,4 @@
-"""A deterministic sample warehouse: `mogulflow sample-warehouse PATH [--seed 7] [--leads 3000]`.
+"""A deterministic sample warehouse: `mogulflow sample-warehouse PATH [--seed 7] [--leads N] [--attributes]`.
 
 Builds the four source tables of the contract in a DuckDB file: realistic leads (companies from
 Faker, emails on the company's domain, addresses), about thirty plans, trials for most leads (a few
@@ -17,6 +17,7 @@ a million leads take seconds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from faker import Faker
 
 from mogulflow.values.entities import Entity
 from mogulflow.warehouse.sql_files import read_sql
+from mogulflow_demo.sample_attributes import ATTRIBUTE_TABLES, build_attribute_frames, write_attribute_tables
 
 SAMPLE_START = pd.Timestamp("2025-01-01")
 SAMPLE_END = pd.Timestamp("2025-10-31")
@@ -36,6 +38,7 @@ FUTURE = pd.Timestamp("2099-01-01")
 MIN_LEADS = 1000  # below this, one broken row per rule would push an entity past 4% rejects
 BROKEN_SHARE = 0.025  # of each entity's rows, spread evenly over the rules that entity can break
 TABLES = ("leads", "plans", "trials", "conversions")
+TABLE_ENTITIES = (Entity.LEAD, Entity.PLAN, Entity.TRIAL, Entity.CONVERSION)
 
 # country → (Faker locale, e-mail top-level domain, currency, [(state, city, zip), ...])
 COUNTRIES: dict[str, tuple[str, str, str, list[tuple[str | None, str, str]]]] = {
@@ -136,26 +139,36 @@ class SampleStats:
     def summary(self) -> str:
         """A few lines for the CLI and the demo."""
         lines = [f"sample warehouse (seed {self.seed}):"]
-        for table, entity in zip(TABLES, Entity, strict=True):
+        for table, entity in zip(TABLES, TABLE_ENTITIES, strict=True):
             rows, rejected = self.rows[table], self.rejected[entity]
             lines.append(
                 f"  {table:<12} {rows:>9,} rows, {rejected:>6,} to be rejected ({100 * rejected / rows:.1f}%)"
             )
+        for table in ATTRIBUTE_TABLES:
+            if table in self.rows:
+                lines.append(
+                    f"  {table:<12} {self.rows[table]:>9,} rows (optional table: segments the funnel)"
+                )
         lines.append(
             f"  {self.leads_dated_by_trial:,} leads have no date of their own: their trials date them"
         )
         return "\n".join(lines)
 
 
-def build_sample_warehouse(path: str | Path, *, seed: int = 7, leads: int = 3000) -> SampleStats:
-    """(Re)create the four source tables in the DuckDB file at `path` and fill them."""
+def build_sample_warehouse(
+    path: str | Path, *, seed: int = 7, leads: int = 3000, attributes: bool = False
+) -> SampleStats:
+    """(Re)create the four source tables in the DuckDB file at `path` and fill them; with
+    `attributes`, the optional `lead_attributes` and `lead_tags` too (`mogulflow_demo.sample_attributes`)."""
     import duckdb  # only the sample needs DuckDB directly
 
-    frames, stats = build_sample_frames(seed=seed, leads=leads)
+    frames, stats = build_sample_frames(seed=seed, leads=leads, attributes=attributes)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(path)) as connection:
-        for table in TABLES:
+        for table in (*TABLES, *ATTRIBUTE_TABLES):
             connection.execute(f"DROP TABLE IF EXISTS {table}")
+        if attributes:
+            write_attribute_tables(connection, frames)
         connection.execute(read_sql("schema.sql"))
         for table in TABLES:
             frame = frames[table]
@@ -166,8 +179,11 @@ def build_sample_warehouse(path: str | Path, *, seed: int = 7, leads: int = 3000
     return stats
 
 
-def build_sample_frames(*, seed: int = 7, leads: int = 3000) -> tuple[dict[str, pd.DataFrame], SampleStats]:
-    """The four source tables as DataFrames (naive-UTC timestamps), and what they hold."""
+def build_sample_frames(
+    *, seed: int = 7, leads: int = 3000, attributes: bool = False
+) -> tuple[dict[str, pd.DataFrame], SampleStats]:
+    """The four source tables (with `attributes`, six) as DataFrames (naive-UTC timestamps), and
+    what they hold. The attributes and tags name valid leads only: none of them is rejected."""
     if leads < MIN_LEADS:
         raise ValueError(f"leads must be at least {MIN_LEADS} (so that rejects stay under 4%), got {leads}")
     rng = np.random.default_rng(seed)
@@ -190,6 +206,8 @@ def build_sample_frames(*, seed: int = 7, leads: int = 3000) -> tuple[dict[str, 
         "trials": _shuffled(rng, pd.concat([good_trials, broken_trials])),
         "conversions": _shuffled(rng, pd.concat([good_conversions, broken_conversions])),
     }
+    if attributes:
+        frames.update(build_attribute_frames(good_leads["lead_id"], good_leads["updated_at"], seed=seed))
     for frame in frames.values():
         for column in frame.columns:
             if pd.api.types.is_datetime64_any_dtype(frame[column]):
@@ -213,6 +231,12 @@ def build_sample_frames(*, seed: int = 7, leads: int = 3000) -> tuple[dict[str, 
             (good_leads["lead_created_at"].isna() & good_leads["free_trial_started_at"].isna()).sum()
         ),
     )
+    if attributes:  # every attribute and tag names a valid lead: none is rejected
+        stats = dataclasses.replace(
+            stats,
+            rejected={**stats.rejected, Entity.ATTRIBUTE: 0, Entity.TAG: 0},
+            rule_failures={**stats.rule_failures, Entity.ATTRIBUTE: {}, Entity.TAG: {}},
+        )
     return frames, stats
 
 
@@ -488,9 +512,14 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "mogulflow sample-war
     parser.add_argument("path", help="the DuckDB file to (re)create the source tables in")
     parser.add_argument("--seed", type=int, default=7, help="same seed, same rows (default 7)")
     parser.add_argument("--leads", type=int, default=3000, help=f"rows of the leads table (≥ {MIN_LEADS})")
+    parser.add_argument(
+        "--attributes",
+        action="store_true",
+        help="also the optional lead_attributes (5 a lead) and lead_tags (2 a lead) tables",
+    )
     args = parser.parse_args(argv)
     started = datetime.now()
-    stats = build_sample_warehouse(args.path, seed=args.seed, leads=args.leads)
+    stats = build_sample_warehouse(args.path, seed=args.seed, leads=args.leads, attributes=args.attributes)
     print(stats.summary())
     print(f"written to {args.path} in {(datetime.now() - started).total_seconds():.1f} s")
     return 0

@@ -142,6 +142,13 @@ def _api_routes(state: SandboxState) -> list[Route]:
         state.delete_customer(request.path_params["uuid"])
         return _no_content()
 
+    def customer_attributes(action: str, status: int = 200) -> Handler:
+        async def handle(request: Request) -> Response:
+            body = {} if action == "get" else await _read_object(request)
+            return _json(state.customer_attributes(request.path_params["uuid"], action, body), status)
+
+        return handle
+
     async def create_plan(request: Request) -> Response:
         return _json(state.create_plan(await _read_object(request)), 201)
 
@@ -197,6 +204,18 @@ def _api_routes(state: SandboxState) -> list[Route]:
         Route("/v1/customers/{uuid}", get_customer, methods=["GET"]),
         Route("/v1/customers/{uuid}", update_customer, methods=["PATCH", "PUT"]),
         Route("/v1/customers/{uuid}", delete_customer, methods=["DELETE"]),
+        Route("/v1/customers/{uuid}/attributes", customer_attributes("get"), methods=["GET"]),
+        Route("/v1/customers/{uuid}/attributes/custom", customer_attributes("add_custom"), methods=["POST"]),
+        Route(
+            "/v1/customers/{uuid}/attributes/custom", customer_attributes("update_custom"), methods=["PUT"]
+        ),
+        Route(
+            "/v1/customers/{uuid}/attributes/custom",
+            customer_attributes("remove_custom", 202),
+            methods=["DELETE"],
+        ),
+        Route("/v1/customers/{uuid}/attributes/tags", customer_attributes("add_tags"), methods=["POST"]),
+        Route("/v1/customers/{uuid}/attributes/tags", customer_attributes("remove_tags"), methods=["DELETE"]),
         Route("/v1/plans", list_plans, methods=["GET"]),
         Route("/v1/plans", create_plan, methods=["POST"]),
         Route("/v1/plans/{uuid}", get_plan, methods=["GET"]),

@@ -109,9 +109,11 @@ class CustomerStore(RecordStore[CustomerRecord]):
             setattr(customer, name, value)
         customer.lead_created_at = lead
         if changes.tags is not None:
-            customer.tags = changes.tags
+            customer.tags = list(dict.fromkeys(changes.tags))
         if changes.custom is not None:
-            customer.custom = {**customer.custom, **changes.custom}
+            for key, (kind, value) in changes.custom.items():
+                customer.custom[key] = value
+                customer.custom_types[key] = kind or customer.custom_types.get(key) or "String"
 
     @contextmanager
     def reindexing(self, customer: CustomerRecord) -> Iterator[CustomerRecord]:
@@ -142,6 +144,7 @@ class CustomerStore(RecordStore[CustomerRecord]):
             # copied, so a later change to one record does not show in the other
             tags=list(customer.tags),
             custom=dict(customer.custom),
+            custom_types=dict(customer.custom_types),
         )
         self._add(split)
         return split

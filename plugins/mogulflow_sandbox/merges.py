@@ -197,6 +197,7 @@ def _fold_profile(source: CustomerRecord, target: CustomerRecord) -> None:
             setattr(target, name, getattr(source, name))
     target.tags = list(dict.fromkeys(target.tags + source.tags))
     target.custom = {**source.custom, **target.custom}
+    target.custom_types = {**source.custom_types, **target.custom_types}
     # a paying status beats a lead status, and brings its customer-since along
     if target.status.endswith("Lead") and not source.status.endswith("Lead"):
         target.status, target.customer_since = source.status, source.customer_since

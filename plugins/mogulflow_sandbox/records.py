@@ -81,6 +81,7 @@ class CustomerRecord:
     website_url: str | None = None
     tags: list[str] = field(default_factory=list)
     custom: dict[str, Any] = field(default_factory=dict)
+    custom_types: dict[str, str] = field(default_factory=dict)  # key → String, Integer, Decimal, ...
     status: str = "New Lead"
     customer_since: datetime | None = None
     #: every (data_source_uuid, external_id) merged into this customer, its own first

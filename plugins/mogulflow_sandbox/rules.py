@@ -17,6 +17,7 @@ import pycountry
 from email_validator import EmailNotValidError, validate_email
 
 from mogulflow_sandbox.api_errors import ApiError, coded_error, field_errors
+from mogulflow_sandbox.attributes import read_custom_list
 from mogulflow_sandbox.records import LINE_ITEM_ECHOED_DEFAULTS, LINE_ITEM_TYPES, PlanRecord
 from mogulflow_sandbox.settings import Strictness
 from mogulflow_sandbox.timestamps import TimestampError, parse_timestamp
@@ -59,7 +60,7 @@ class CustomerChanges:
 
     values: dict[str, Any] = field(default_factory=dict)
     tags: list[str] | None = None
-    custom: dict[str, Any] | None = None
+    custom: dict[str, tuple[str | None, Any]] | None = None
 
 
 def missing_customer_fields(
@@ -126,14 +127,16 @@ def _read_tags(attributes: dict[str, Any]) -> list[str] | None:
     return [str(tag) for tag in tags] if isinstance(tags, list) else None
 
 
-def _read_custom(attributes: dict[str, Any]) -> dict[str, Any] | None:
-    """Custom attributes: an array of ``{key, value}`` on create, an object map on update."""
+def _read_custom(attributes: dict[str, Any]) -> dict[str, tuple[str | None, Any]] | None:
+    """Custom attributes: a typed array on create (checked as ``POST …/attributes/custom`` checks it),
+    an object map on update (its types are the customer's: `None` here)."""
     custom = attributes.get("custom")
     if isinstance(custom, list):
-        return {item["key"]: item.get("value") for item in custom if isinstance(item, dict) and "key" in item}
+        return dict(read_custom_list(custom))
     if isinstance(custom, dict):
         return {
-            key: value.get("value") if isinstance(value, dict) else value for key, value in custom.items()
+            key: (None, value.get("value") if isinstance(value, dict) else value)
+            for key, value in custom.items()
         }
     return None
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
+from mogulflow_sandbox import attributes
 from mogulflow_sandbox.customers import CustomerStore, note_changes
 from mogulflow_sandbox.data_sources import DataSourceStore
 from mogulflow_sandbox.due_work import WorkQueue
@@ -164,6 +165,20 @@ class SandboxState:
     def get_customer(self, customer_uuid: str) -> dict[str, Any]:
         """``GET /v1/customers/{uuid}``; unknown (or merged away) → 404 family B."""
         return self._customers.render(self._customers.get(customer_uuid))
+
+    @_locked
+    def customer_attributes(self, customer_uuid: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``…/v1/customers/{uuid}/attributes[/custom|/tags]``: read, add, change or remove.
+
+        ``action``: ``get`` or a name in `attributes.WRITES`.
+        """
+        customer = self._customers.get(customer_uuid)
+        if action == "get":
+            return attributes.attributes_body(customer)
+        answer = attributes.WRITES[action](customer, body)
+        note_changes(customer, "updated")
+        self._changed()
+        return answer
 
     @_locked
     def delete_customer(self, customer_uuid: str) -> None:

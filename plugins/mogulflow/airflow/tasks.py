@@ -191,6 +191,23 @@ def import_trial_invoices(settings: XComInput, data_source_uuid: XComInput, repo
     return import_trial_invoices(settings, data_source_uuid, report)
 
 
+def sync_lead_attributes(
+    settings: XComInput, data_source_uuid: XComInput, report: XComInput, *, entity: Entity
+) -> XComArg:
+    """The `sync_lead_attributes` (or `sync_lead_tags`) task: runs once the customers are done, even
+    when trial invoices failed; with no `lead_attributes` (`lead_tags`) table it reports the feature off."""
+    task_id = "sync_lead_attributes" if entity is Entity.ATTRIBUTE else "sync_lead_tags"
+
+    @task(task_id=task_id, pool=POOL_NAME, trigger_rule="all_done", multiple_outputs=False)
+    def sync_lead_attributes(settings: Json, data_source_uuid: str | None, report: Json) -> Json:
+        """Set, change and remove the custom attributes (tags) mogulflow owns; never others'."""
+        return _bodies().load_entity(
+            settings=settings, data_source_uuid=data_source_uuid, extract=report, entity=entity
+        )
+
+    return sync_lead_attributes(settings, data_source_uuid, report)
+
+
 def reconcile_after_sync(data_source_uuid: XComInput) -> XComArg:
     """The optional last task of `chartmogul_leads_trials` (param `reconcile`)."""
 

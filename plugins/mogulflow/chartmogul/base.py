@@ -10,9 +10,19 @@ how they perform a step and walk pages, and the types a caller sees are exact fo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
+from mogulflow.chartmogul import attributes as attribute_flows
 from mogulflow.chartmogul import bulk, flows
 from mogulflow.chartmogul import invoices as invoice_flows
 from mogulflow.chartmogul.attempts import Attempts, FlowRun
@@ -250,6 +260,36 @@ class ClientBase(ABC, Generic[TransportT]):
     def merge_customers(self, from_: str | Mapping[str, Any], into: str | Mapping[str, Any]) -> Flow[None]:
         """POST /v1/customers/merges: merge `from_` into `into` (uuids or {data_source_uuid, external_id})."""
         return flows.merge_customers(from_, into)
+
+    @endpoint
+    def get_customer_attributes(self, uuid: str) -> Flow[Entry]:
+        """GET /v1/customers/{uuid}/attributes: its tags and custom attributes (and others')."""
+        return attribute_flows.get_attributes(uuid)
+
+    @endpoint
+    def add_custom_attributes(self, uuid: str, attributes: Sequence[Mapping[str, Any]]) -> Flow[Entry]:
+        """POST /v1/customers/{uuid}/attributes/custom `[{type, key, value}]`; all custom attributes after."""
+        return attribute_flows.add_custom(uuid, attributes)
+
+    @endpoint
+    def update_custom_attributes(self, uuid: str, values: Mapping[str, Any]) -> Flow[Entry]:
+        """PUT /v1/customers/{uuid}/attributes/custom `{key: value}`; every custom attribute after."""
+        return attribute_flows.update_custom(uuid, values)
+
+    @endpoint
+    def remove_custom_attributes(self, uuid: str, keys: Collection[str]) -> Flow[Entry]:
+        """DELETE /v1/customers/{uuid}/attributes/custom `[keys]`; the custom attributes left."""
+        return attribute_flows.remove_custom(uuid, keys)
+
+    @endpoint
+    def add_tags(self, uuid: str, tags: Collection[str]) -> Flow[list[str]]:
+        """POST /v1/customers/{uuid}/attributes/tags; every tag after."""
+        return attribute_flows.add_tags(uuid, tags)
+
+    @endpoint
+    def remove_tags(self, uuid: str, tags: Collection[str]) -> Flow[list[str]]:
+        """DELETE /v1/customers/{uuid}/attributes/tags; the tags left."""
+        return attribute_flows.remove_tags(uuid, tags)
 
     @endpoint
     def create_plan(self, payload: Mapping[str, Any]) -> Flow[Entry]:

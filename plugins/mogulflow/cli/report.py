@@ -47,8 +47,8 @@ def render_run(run: Mapping[str, Any], *, warehouse_label: str) -> str:
     lines.append("  " + "-" * (len(header) - 2))
     for prefix in RUN_COLUMN_PREFIX.values():
         values = [int(run.get(f"{prefix}_{name}") or 0) for name in COUNT_FIELDS]
-        if prefix == "conversions" and not any(values):
-            continue
+        if prefix in ("conversions", "attributes", "tags") and not any(values):
+            continue  # not this DAG's entity, or an optional table that is not there
         lines.append(f"  {prefix:<12}" + "".join(f"{v:>11}" for v in values))
     by_rule: Mapping[str, Mapping[str, int]] = details.get("rejects_by_rule", {})
     if by_rule:

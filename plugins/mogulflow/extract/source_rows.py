@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pandas as pd
 
-from mogulflow.values.entities import Entity, Window
+from mogulflow.failures import is_permanent
+from mogulflow.values.entities import OPTIONAL_ENTITIES, Entity, Window
 from mogulflow.warehouse.connection import DEFAULT_CHUNK_ROWS, Warehouse, naive_utc
 from mogulflow.warehouse.sql_files import read_sql
 
@@ -15,6 +16,8 @@ TEMPLATES = {
     Entity.PLAN: "extract_plans.sql",
     Entity.TRIAL: "extract_trials.sql",
     Entity.CONVERSION: "extract_conversions.sql",
+    Entity.ATTRIBUTE: "extract_lead_attributes.sql",
+    Entity.TAG: "extract_lead_tags.sql",
 }
 
 
@@ -51,3 +54,21 @@ def extract_entity(
     """All of one entity's rows for `window`, as one DataFrame."""
     chunks = list(iter_entity_chunks(warehouse, entity, window, data_source_uuid=data_source_uuid))
     return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+
+
+def optional_sources(warehouse: Warehouse) -> tuple[Entity, ...]:
+    """The optional entities (attributes, tags) whose extract SQL runs in this warehouse: their feature
+    is on. A warehouse that refuses the SQL (no such table) has it off; an outage is raised."""
+    present = []
+    for entity in OPTIONAL_ENTITIES:
+        sql = read_sql(TEMPLATES[entity], warehouse.dialect.name).strip().rstrip(";")
+        try:
+            warehouse.query_frame(
+                f"SELECT * FROM ({sql}) AS probe LIMIT 0", window_params(Window(None, None, True), "")
+            )
+        except Exception as error:
+            if not is_permanent(error):
+                raise
+            continue
+        present.append(entity)
+    return tuple(present)

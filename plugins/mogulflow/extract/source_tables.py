@@ -1,6 +1,7 @@
-"""Source tables: the contract's shape of `leads`, `plans`, `trials` and `conversions`.
+"""Source tables: the contract's shape of `leads`, `plans`, `trials`, `conversions`, and the optional two.
 
-Source tables: the contract's shape of `leads`, `plans`, `trials` and `conversions`, as validation
+Source tables: the contract's shape of each source table (`leads`, `plans`, `trials`, `conversions`,
+the optional `lead_attributes` and `lead_tags`), as validation
 reads them (which columns, which are timestamps, integers, required, upper-cased).
 """
 
@@ -24,6 +25,15 @@ class SourceTable:
     required: tuple[str, ...]
     upper_cased: tuple[str, ...] = ()
     recency: str = "updated_at"  # which timestamp decides between rows sharing an id
+    # The columns that identify a row, when more than the entity's id column (an attribute is one
+    # key of one lead): rows sharing them are duplicates. The id column stays the reject's source_id.
+    identity: tuple[str, ...] = ()
+    booleans: tuple[str, ...] = ()
+
+    @property
+    def identity_columns(self) -> tuple[str, ...]:
+        """The columns whose values together identify a row."""
+        return self.identity or (self.entity.id_column,)
 
 
 LEADS = SourceTable(
@@ -81,4 +91,24 @@ CONVERSIONS = SourceTable(
     recency="converted_at",
 )
 
-SOURCE_TABLES = {table.entity: table for table in (LEADS, PLANS, TRIALS, CONVERSIONS)}
+LEAD_ATTRIBUTES = SourceTable(
+    entity=Entity.ATTRIBUTE,
+    columns=("lead_id", "key", "type", "value", "updated_at"),
+    timestamps=("updated_at",),
+    integers=(),
+    required=("lead_id", "key", "type", "updated_at"),  # a null value removes the key
+    identity=("lead_id", "key"),
+)
+LEAD_TAGS = SourceTable(
+    entity=Entity.TAG,
+    columns=("lead_id", "tag", "present", "updated_at"),
+    timestamps=("updated_at",),
+    integers=(),
+    required=("lead_id", "tag", "present", "updated_at"),
+    identity=("lead_id", "tag"),
+    booleans=("present",),
+)
+
+SOURCE_TABLES = {
+    table.entity: table for table in (LEADS, PLANS, TRIALS, CONVERSIONS, LEAD_ATTRIBUTES, LEAD_TAGS)
+}

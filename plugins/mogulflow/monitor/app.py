@@ -89,6 +89,7 @@ def create_app(*, url_prefix: str, ui_path: str) -> FastAPI:
         data_source: str = "",
         dag_id: str = "",
         lookup: str = "",
+        split: str = "",
     ) -> HTMLResponse:
         period = _period(since, until)
         other_dag = dag_id if dag_id and dag_id not in MONITORED_DAG_IDS else ""
@@ -102,6 +103,9 @@ def create_app(*, url_prefix: str, ui_path: str) -> FastAPI:
             "dag_id": dag_id,
             "dag_ids": MONITORED_DAG_IDS,
             "lookup_id": lookup.strip(),
+            "split": split.strip(),
+            "split_keys": (),
+            "split_funnel": None,
             "error": None,
         }
         try:
@@ -113,6 +117,11 @@ def create_app(*, url_prefix: str, ui_path: str) -> FastAPI:
                     grain=grain,
                     dag_id=dag_id or None,
                 )
+                context["split_keys"] = queries.attribute_keys(warehouse)
+                if context["split"]:
+                    context["split_funnel"] = queries.funnel_by_attribute(
+                        warehouse, period, key=context["split"], grain=grain
+                    )
                 if context["lookup_id"]:
                     context["story"] = queries.look_up(
                         warehouse, context["lookup_id"], data_source_uuid=data_source or None
@@ -128,13 +137,19 @@ def create_app(*, url_prefix: str, ui_path: str) -> FastAPI:
         grain: Grain = "day",
         data_source: str = "",
         dag_id: str = "",
+        split: str = "",
     ) -> JSONResponse:
         period = _period(since, until)
         with _warehouse(http_error=True) as warehouse:
             found = queries.overview(
                 warehouse, period, data_source_uuid=data_source or None, grain=grain, dag_id=dag_id or None
             )
-        return JSONResponse(jsonable_encoder(_overview_json(found)))
+            data = _overview_json(found)
+            if split.strip():
+                data["split"] = asdict(
+                    queries.funnel_by_attribute(warehouse, period, key=split.strip(), grain=grain)
+                )
+        return JSONResponse(jsonable_encoder(data))
 
     @app.get("/api/lookup")
     def lookup_json(id: str = Query(min_length=1), data_source: str = "") -> JSONResponse:
@@ -247,7 +262,7 @@ def _render_page(request: Request, context: dict[str, Any]) -> str:
             f"{airflow_root}/dags/{quote(run.dag_id, safe='')}/runs/{quote(run.run_id, safe='')}"
         ),
         outcome_class=RUN_OUTCOME_CLASS,
-        chart_data=_chart_data(overview) if overview else None,
+        chart_data=_chart_data(overview, context.get("split_funnel")) if overview else None,
         fmt_duration=_duration,
         fmt_percent=_percent,
         fmt_days=_days,
@@ -284,10 +299,12 @@ async def _explain_refusal(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
-def _chart_data(overview: Overview) -> dict[str, Any]:
-    """What monitor.js draws: one label per day or week, one series per measure."""
+def _chart_data(overview: Overview, split: queries.SplitFunnel | None = None) -> dict[str, Any]:
+    """What monitor.js draws: one label per day or week, one series per measure (and, split by an
+    attribute, one series per value of it)."""
     buckets = overview.funnel.buckets
     return {
+        "split": None if split is None else asdict(split),
         "grain": overview.funnel.grain,
         "labels": [b.start.isoformat() for b in buckets],
         "leads": [b.leads for b in buckets],

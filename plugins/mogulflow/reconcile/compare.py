@@ -184,12 +184,21 @@ def count_months(
 
 def reconcile(warehouse: Warehouse, client: ChartMogulClient, data_source_uuid: str) -> Reconciliation:
     """Compare what mogulflow synced into the data source with what ChartMogul lists there."""
+    # Attributes and tags compare what mogulflow owns, from the same customer pages (imported here:
+    # that module builds the values of this one).
+    from mogulflow.reconcile.attributes import HeldByCustomers, compare_owned, read_known
+
     ours = read_warehouse_side(warehouse, data_source_uuid)
-    theirs = read_chartmogul_side(client, data_source_uuid)
+    known = {entity: side for entity, side in read_known(warehouse, data_source_uuid).items() if side.in_use}
+    held = HeldByCustomers(data_source_uuid, known)
+    theirs = read_chartmogul_side(client, data_source_uuid, on_customer=held.add if known else None)
     comparisons: dict[Entity, EntityComparison] = {}
     differences: list[Difference] = []
     for entity in RECONCILED:
         comparisons[entity], found = compare_entity(ours[entity], theirs[entity])
+        differences.extend(found)
+    for entity, side in known.items():
+        comparisons[entity], found = compare_owned(side, held.held[entity])
         differences.extend(found)
     return Reconciliation(data_source_uuid, comparisons, tuple(differences))
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from mogulflow.chartmogul.client import ChartMogulClient
 from mogulflow.chartmogul.data_sources import find_data_source
 from mogulflow.failures import describe
+from mogulflow.reconcile.attributes import mark_attributes_for_resend
 from mogulflow.reconcile.compare import (
     Difference,
     DifferenceKind,
@@ -26,7 +27,7 @@ from mogulflow.reconcile.sides import (
     RECONCILED,
 )
 from mogulflow.values.constants import RECONCILE_DAG_ID, RECONCILIATION_TABLE
-from mogulflow.values.entities import Entity, Window
+from mogulflow.values.entities import OPTIONAL_ENTITIES, Entity, Window
 from mogulflow.values.errors import SetupError
 from mogulflow.values.run_summary import EntityCounts, RunOutcome, RunSummary
 from mogulflow.warehouse.connection import Warehouse, naive_utc
@@ -89,6 +90,11 @@ def resend_differences(
 ) -> dict[Entity, int]:
     """Mark the missing and different rows so that the next sync re-sends them; per entity, how many."""
     marked: dict[Entity, int] = {}
+    for entity in OPTIONAL_ENTITIES:
+        if entity in result.comparisons:
+            marked[entity] = mark_attributes_for_resend(
+                warehouse, entity, result.data_source_uuid, result.differences, run_id=run_id, at=at
+            )
     for entity in RECONCILED:
         of_entity = [d for d in result.differences if d.entity is entity]
         marked[entity] = mark_for_resend(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -166,11 +166,20 @@ def _source_lead_dates(
 # ---- ChartMogul ------------------------------------------------------------------------------------
 
 
-def read_chartmogul_side(client: ChartMogulClient, data_source_uuid: str) -> dict[Entity, EntitySide]:
-    """What the data source holds in ChartMogul, per entity, listed page by page (reads only)."""
+def read_chartmogul_side(
+    client: ChartMogulClient,
+    data_source_uuid: str,
+    on_customer: Callable[[Mapping[str, Any]], None] | None = None,
+) -> dict[Entity, EntitySide]:
+    """What the data source holds in ChartMogul, per entity, listed page by page (reads only).
+
+    `on_customer` sees every listed customer (the attributes and tags are compared from the same pages).
+    """
     leads: dict[str, FieldValues] = {}
     merged: dict[str, str] = {}
     for customer in client.iter_customers(data_source_uuid=data_source_uuid):
+        if on_customer is not None:
+            on_customer(customer)
         dates = (as_text(customer.get("lead_created_at")), as_text(customer.get("free_trial_started_at")))
         for external_id in external_ids_in(customer, data_source_uuid):
             leads[external_id] = dates

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from mogulflow.values.entities import Entity
+from mogulflow.values.entities import OPTIONAL_ENTITIES, Entity
 from mogulflow.values.pipelines import AccountRules
 from mogulflow.values.reject_policy import RejectVerdict, describe_rejects, judge_rejects
 from mogulflow.values.run_settings import RunSettings
@@ -79,7 +79,8 @@ def summarize_run(
     for entity in rules.entities:
         part = extract.get(entity) if extract is not None else None
         if part is None:
-            counts[entity] = EntityCounts()
+            if entity not in OPTIONAL_ENTITIES:  # an optional table that is not there: the feature is off
+                counts[entity] = EntityCounts()
             continue
         load = loads.get(entity)
         verdict = judge_rejects(part, settings) if rules.limits_rejects else RejectVerdict.WITHIN

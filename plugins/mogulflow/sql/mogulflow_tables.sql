@@ -6,7 +6,7 @@
 CREATE TABLE IF NOT EXISTS mogulflow_rejects (
     run_id      TEXT NOT NULL,
     dag_id      TEXT NOT NULL,
-    entity      TEXT NOT NULL,      -- lead, plan, trial, conversion
+    entity      TEXT NOT NULL,      -- lead, plan, trial, conversion, attribute, tag
     source_id   TEXT,               -- null when the row had no id
     reason      TEXT NOT NULL,      -- every broken rule: field, rule, what was found
     rejected_at TIMESTAMP NOT NULL
@@ -50,14 +50,27 @@ CREATE TABLE IF NOT EXISTS mogulflow_runs (
     conversions_updated   BIGINT NOT NULL DEFAULT 0,
     conversions_unchanged BIGINT NOT NULL DEFAULT 0,
     conversions_failed    BIGINT NOT NULL DEFAULT 0,
+    -- attributes and tags (optional tables lead_attributes, lead_tags): 0 when the feature is off
+    attributes_extracted  BIGINT NOT NULL DEFAULT 0,
+    attributes_rejected   BIGINT NOT NULL DEFAULT 0,
+    attributes_created    BIGINT NOT NULL DEFAULT 0,
+    attributes_updated    BIGINT NOT NULL DEFAULT 0,
+    attributes_unchanged  BIGINT NOT NULL DEFAULT 0,
+    attributes_failed     BIGINT NOT NULL DEFAULT 0,
+    tags_extracted        BIGINT NOT NULL DEFAULT 0,
+    tags_rejected         BIGINT NOT NULL DEFAULT 0,
+    tags_created          BIGINT NOT NULL DEFAULT 0,
+    tags_updated          BIGINT NOT NULL DEFAULT 0,
+    tags_unchanged        BIGINT NOT NULL DEFAULT 0,
+    tags_failed           BIGINT NOT NULL DEFAULT 0,
     details             TEXT,           -- JSON: rejects by reason, API errors, warnings
     PRIMARY KEY (dag_id, run_id)
 );
 
 CREATE TABLE IF NOT EXISTS mogulflow_sync_state (
-    entity           TEXT NOT NULL,     -- lead, plan, trial, conversion
+    entity           TEXT NOT NULL,     -- lead, plan, trial, conversion, attribute, tag
     data_source_uuid TEXT NOT NULL,
-    external_id      TEXT NOT NULL,
+    external_id      TEXT NOT NULL,     -- attribute: lead_id/key, tag: lead_id/tag
     chartmogul_uuid  TEXT,              -- customer, plan or invoice uuid
     content_hash     TEXT,              -- of what was last sent (null when the last write failed)
     payload          TEXT,              -- JSON of the fields last sent (to PATCH only what changed)

@@ -15,7 +15,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from mogulflow.extract.source_rows import iter_entity_chunks
+from mogulflow.extract.source_rows import iter_entity_chunks, optional_sources
 from mogulflow.extract.source_tables import SOURCE_TABLES
 from mogulflow.extract.waiting import without_still_waiting
 from mogulflow.load.bulk import (
@@ -25,10 +25,16 @@ from mogulflow.load.bulk import (
     bulk_import_trial_invoices,
 )
 from mogulflow.load.confirm import read_held
-from mogulflow.load.entity_step import EntitySpec, PlannedLoad, StepInputs, run_entity_step
+from mogulflow.load.entity_step import (
+    EntitySpec,
+    PlannedLoad,
+    StepInputs,
+    run_entity_step,
+)
 from mogulflow.load.objects import load_objects
 from mogulflow.load.trial_invoices import load_trial_invoices
 from mogulflow.plan.sync_plan import PlannedCreate, SyncPlan, merge_plans, plan_sync
+from mogulflow.sync import attributes as attribute_steps
 from mogulflow.transform.customers import FirstTrialStarts, first_trial_starts, with_earlier_lead_dates
 from mogulflow.transform.payloads import (
     CustomerPayload,
@@ -37,9 +43,17 @@ from mogulflow.transform.payloads import (
     build_trial_invoices,
 )
 from mogulflow.validate.rules import Rule
-from mogulflow.validate.validator import Validation, lead_rules, plan_rules, trial_rules, validate_into
+from mogulflow.validate.validator import (
+    Validation,
+    attribute_rules,
+    lead_rules,
+    plan_rules,
+    tag_rules,
+    trial_rules,
+    validate_into,
+)
 from mogulflow.values.constants import SAMPLE_SIZE
-from mogulflow.values.entities import LEAD_DATE_FIELDS, Entity
+from mogulflow.values.entities import LEAD_DATE_FIELDS, OPTIONAL_ENTITIES, Entity
 from mogulflow.values.id_arrays import KnownIds, as_id_array
 from mogulflow.values.run_settings import RunSettings
 from mogulflow.values.step_reports import ExtractReport, LoadReport, StagedExtract
@@ -122,7 +136,29 @@ def extract_and_validate(
     validate(
         Entity.TRIAL, trial_rows, trial_rules(now, known_lead_ids=known_leads, known_plan_ids=known_plans)
     )
-    report = ExtractReport({entity: staged[entity] for entity in (Entity.LEAD, Entity.PLAN, Entity.TRIAL)})
+    for entity in optional_sources(warehouse):
+        # Attributes and tags wait for their lead as trials do; their waiting mark is the lead's id.
+        rules = (attribute_rules if entity is Entity.ATTRIBUTE else tag_rules)(
+            now, known_lead_ids=known_leads
+        )
+        parked = (
+            ids_with_status(warehouse, entity, data_source_uuid, (SyncStatus.WAITING,))
+            if data_source_uuid
+            else set()
+        )
+        rows = (
+            without_still_waiting(
+                chunk,
+                entity,
+                window=settings.window,
+                time_column="updated_at",
+                waiting=parked,
+                known_parents={"lead_id": known_leads},
+            )
+            for chunk in chunks(entity)
+        )
+        validate(entity, rows, rules)
+    report = ExtractReport(staged)
     for part in report.parts.values():
         log.info(
             "%s: extracted %d, valid %d, rejected %d (%.1f%%)%s",
@@ -305,7 +341,12 @@ def _new_customers_invoices(
     return creates
 
 
+def _load_customers(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) -> LoadReport:
+    return _load_objects(inputs, data_source_uuid, attribute_steps.carrying_attributes(inputs, plan))
+
+
 def _bulk_customers(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) -> BulkOutcome:
+    plan = attribute_steps.carrying_attributes(inputs, plan)
     new_leads = {item.payload.external_id for item in plan.creates}
     return bulk_create_customers(
         inputs.client,
@@ -336,12 +377,18 @@ def _bulk_invoices(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) ->
 
 PLANS = EntitySpec(Entity.PLAN, plan=_plan_plans, load=_load_objects)
 CUSTOMERS = EntitySpec(
-    Entity.LEAD, plan=_plan_customers, load=_load_objects, bulk=_bulk_customers, rebuild_on_first_contact=True
+    Entity.LEAD,
+    plan=_plan_customers,
+    load=_load_customers,
+    bulk=_bulk_customers,
+    rebuild_on_first_contact=True,
 )
 TRIAL_INVOICES = EntitySpec(Entity.TRIAL, plan=_plan_invoices, load=_load_invoices, bulk=_bulk_invoices)
 SPECS: Mapping[Entity, EntitySpec] = {spec.entity: spec for spec in (PLANS, CUSTOMERS, TRIAL_INVOICES)}
 
 
 def load_entity(inputs: StepInputs, entity: Entity) -> LoadReport:
-    """Run the load step of one entity (plans, customers or trial invoices)."""
+    """Run the load step of one entity (plans, customers, trial invoices, attributes or tags)."""
+    if entity in OPTIONAL_ENTITIES:
+        return attribute_steps.sync_lead_attributes(inputs, entity)
     return run_entity_step(SPECS[entity], inputs)

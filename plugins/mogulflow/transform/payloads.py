@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from mogulflow.transform.attributes import CarriedAttributes
 from mogulflow.values.payload_hash import format_api_time
 
 
@@ -32,6 +33,9 @@ class CustomerPayload:
     zip: str | None
     lead_created_at: datetime | None
     free_trial_started_at: datetime | None
+    # A new customer's attributes and tags, carried in its create request (not part of the customer's
+    # own fields or hash: the attributes step accounts for them).
+    carried: CarriedAttributes | None = None
 
     def fields(self) -> dict[str, object]:
         """API field → API value for every synced field, None included (a PATCH clears with null)."""
@@ -49,7 +53,10 @@ class CustomerPayload:
     def to_api(self, data_source_uuid: str) -> dict[str, object]:
         """The POST /v1/customers body; fields without a value are left out."""
         present = {name: value for name, value in self.fields().items() if value is not None}
-        return {"data_source_uuid": data_source_uuid, "external_id": self.external_id, **present}
+        body = {"data_source_uuid": data_source_uuid, "external_id": self.external_id, **present}
+        if self.carried is not None:
+            body["attributes"] = self.carried.to_api()
+        return body
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import email_validator
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pycountry
 
-from mogulflow.extract.source_tables import CONVERSIONS, INTERVAL_UNITS, LEADS, PLANS, TRIALS, SourceTable
+from mogulflow.extract.source_tables import (
+    CONVERSIONS,
+    INTERVAL_UNITS,
+    LEAD_ATTRIBUTES,
+    LEAD_TAGS,
+    LEADS,
+    PLANS,
+    TRIALS,
+    SourceTable,
+)
 from mogulflow.values.id_arrays import KnownIds
 from mogulflow.values.rejected_rows import RuleKind
 
@@ -112,6 +122,107 @@ def conversion_rules(now: datetime, *, known_lead_ids: Collection[str]) -> list[
         ),
         *_not_in_future(CONVERSIONS, now),
     ]
+
+
+#: The types of a custom attribute, as ChartMogul spells them (docs/api-notes.md); any case in the warehouse.
+ATTRIBUTE_TYPES = ("String", "Integer", "Decimal", "Timestamp", "Boolean")
+STRING_MAX_CHARS = 255  # ChartMogul's limit on a String attribute
+ATTRIBUTE_KEY = re.compile(r"[A-Za-z0-9_]+")
+_INTEGER = re.compile(r"[+-]?\d+")
+_BOOLEAN = ("true", "false")
+VALUE_OF_TYPE = (
+    "must be of its type (Integer: a whole number; Decimal: a number; Timestamp: ISO-8601, not in the "
+    "future; Boolean: true or false; String: at most 255 characters)"
+)
+
+
+def attribute_rules(now: datetime, *, known_lead_ids: Collection[str]) -> list[Rule]:
+    """The rules of `lead_attributes` rows (see the contract's "Lead attributes and tags")."""
+    return [
+        Rule(
+            "lead_id",
+            "must name a lead that is valid or was synced before",
+            _is_in(known_lead_ids),
+            kind=RuleKind.UNKNOWN_PARENT,
+        ),
+        Rule(
+            "key", "must be made of letters, digits and underscores", lambda s: s.str.fullmatch(ATTRIBUTE_KEY)
+        ),
+        Rule("type", f"must be one of {', '.join(ATTRIBUTE_TYPES)} (any case)", _is_attribute_type),
+        Rule("value", VALUE_OF_TYPE, _value_is_of_type(now), row_level=True),
+        *_not_in_future(LEAD_ATTRIBUTES, now),
+    ]
+
+
+def tag_rules(now: datetime, *, known_lead_ids: Collection[str]) -> list[Rule]:
+    """The rules of `lead_tags` rows (an empty tag fails `PRESENT`)."""
+    return [
+        Rule(
+            "lead_id",
+            "must name a lead that is valid or was synced before",
+            _is_in(known_lead_ids),
+            kind=RuleKind.UNKNOWN_PARENT,
+        ),
+        *_not_in_future(LEAD_TAGS, now),
+    ]
+
+
+@functools.lru_cache(maxsize=256)
+def canonical_type(kind: str) -> str | None:
+    """The attribute type as ChartMogul spells it (`integer` → `Integer`), or None if it is none."""
+    return _TYPES_BY_LOWER.get(kind.strip().lower())
+
+
+_TYPES_BY_LOWER = {kind.lower(): kind for kind in ATTRIBUTE_TYPES}
+
+
+def _is_attribute_type(kinds: pd.Series) -> pd.Series:
+    return kinds.str.lower().isin(list(_TYPES_BY_LOWER))
+
+
+def _value_is_of_type(now: datetime) -> Callable[[pd.DataFrame], pd.Series]:
+    """Row-level: each value of its row's type (Integer: whole number; Decimal: number; Timestamp:
+    ISO-8601, not in the future; Boolean: true/false; String: at most 255 characters). A missing value
+    (it removes the key) or a missing or unknown type passes: `PRESENT` and the type rule report those."""
+    latest = _utc(now) + CLOCK_SKEW
+
+    def test(frame: pd.DataFrame) -> pd.Series:
+        kinds = frame["type"].str.lower()
+        values = frame["value"]
+        ok = pd.Series(True, index=frame.index)
+        checks = {
+            "string": lambda v: v.str.len() <= STRING_MAX_CHARS,
+            "integer": lambda v: v.str.fullmatch(_INTEGER),
+            "decimal": _is_decimal,
+            "boolean": lambda v: v.str.lower().isin(_BOOLEAN),
+            "timestamp": lambda v: _is_past_timestamp(v, latest),
+        }
+        for kind, check in checks.items():
+            rows = (kinds == kind) & values.notna()
+            if rows.any():
+                ok[rows] = check(values[rows]).fillna(False).astype(bool)
+        return ok
+
+    return test
+
+
+def _is_decimal(values: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(values, errors="coerce")
+    return numbers.notna() & np.isfinite(numbers.astype(float))
+
+
+def _is_past_timestamp(values: pd.Series, latest: pd.Timestamp) -> pd.Series:
+    moments = values.map(parse_attribute_timestamp)
+    return moments.map(lambda moment: moment is not None and moment <= latest)
+
+
+def parse_attribute_timestamp(text: str) -> pd.Timestamp | None:
+    """An ISO-8601 timestamp (a date, or date and time; without an offset: UTC) as UTC, or None."""
+    try:
+        moment = pd.Timestamp(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
+    except (TypeError, ValueError):
+        return None
+    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
 
 
 # --- known ids -----------------------------------------------------------------------------------

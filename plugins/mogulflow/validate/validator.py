@@ -26,15 +26,25 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from mogulflow.extract.source_tables import CONVERSIONS, LEADS, PLANS, TRIALS, SourceTable
+from mogulflow.extract.source_tables import (
+    CONVERSIONS,
+    LEAD_ATTRIBUTES,
+    LEAD_TAGS,
+    LEADS,
+    PLANS,
+    TRIALS,
+    SourceTable,
+)
 from mogulflow.validate.rules import (
     COMMON_EMAIL,
     PRESENT,
     Rule,
+    attribute_rules,
     conversion_rules,
     is_valid_email,
     lead_rules,
     plan_rules,
+    tag_rules,
     trial_rules,
 )
 from mogulflow.values.entities import Entity
@@ -43,17 +53,22 @@ from mogulflow.values.rejected_rows import RejectedRow, RuleFailure, RuleKind, V
 
 __all__ = [
     "COMMON_EMAIL",
+    "IDENTITY_SEPARATOR",
     "ValidSink",
     "Validation",
+    "attribute_rules",
     "conversion_rules",
     "is_valid_email",
     "lead_rules",
     "plan_rules",
+    "tag_rules",
     "trial_rules",
+    "validate_attributes",
     "validate_conversions",
     "validate_into",
     "validate_leads",
     "validate_plans",
+    "validate_tags",
     "validate_trials",
 ]
 
@@ -88,6 +103,18 @@ def validate_conversions(
 ) -> ValidationResult:
     """Validate extracted `conversions` rows, in memory (`known_lead_ids`: see `conversion_rules`)."""
     return _validate(frame, CONVERSIONS, conversion_rules(now, known_lead_ids=known_lead_ids))
+
+
+def validate_attributes(
+    frame: Extract, *, now: datetime, known_lead_ids: Collection[str]
+) -> ValidationResult:
+    """Validate extracted `lead_attributes` rows, in memory (`known_lead_ids`: see `attribute_rules`)."""
+    return _validate(frame, LEAD_ATTRIBUTES, attribute_rules(now, known_lead_ids=known_lead_ids))
+
+
+def validate_tags(frame: Extract, *, now: datetime, known_lead_ids: Collection[str]) -> ValidationResult:
+    """Validate extracted `lead_tags` rows, in memory (`known_lead_ids`: see `tag_rules`)."""
+    return _validate(frame, LEAD_TAGS, tag_rules(now, known_lead_ids=known_lead_ids))
 
 
 # --- the steps -----------------------------------------------------------------------------------
@@ -166,6 +193,7 @@ def validate_into(chunks: Extract, table: SourceTable, rules: Sequence[Rule], si
     failures: list[pd.DataFrame] = []
     passed: list[np.ndarray] = []  # by part: the positions (in the extract) of the rows handed over
     first: pd.DataFrame | None = None
+    identity_parts: list[np.ndarray] = []  # composite identities (tables with `identity`), for grouping
     extracted = 0
     for chunk in [chunks] if isinstance(chunks, pd.DataFrame) else chunks:
         data = _normalise_frame(chunk, table)
@@ -174,7 +202,9 @@ def validate_into(chunks: Extract, table: SourceTable, rules: Sequence[Rule], si
         if not len(data):
             continue  # an empty chunk adds nothing (the first one still gives an empty extract's columns)
         ids.append(as_id_array(data[id_column]))
-        hashes.append(id_hashes(data[id_column]))
+        hashes.append(id_hashes(_identity(data, table)))
+        if table.identity:
+            identity_parts.append(as_id_array(_identity(data, table)))
         recency = data[table.recency]
         stamps.append(np.where(recency.isna(), _OLDEST, recency.to_numpy("int64", na_value=0)))
         broken = _broken_rules(data, table, rules)
@@ -191,12 +221,15 @@ def validate_into(chunks: Extract, table: SourceTable, rules: Sequence[Rule], si
     if not extracted:
         sink.append(first)
         ids.append(as_id_array(first[id_column]))
-        hashes.append(id_hashes(first[id_column]))
+        hashes.append(id_hashes(_identity(first, table)))
+        if table.identity:
+            identity_parts.append(as_id_array(_identity(first, table)))
 
+    identities = np.concatenate(identity_parts) if table.identity else None
     every_id, every_hash = np.concatenate(ids), np.concatenate(hashes)
     del ids, hashes
     every_stamp = np.concatenate(stamps) if stamps else np.empty(0, dtype=np.int64)
-    winners, duplicates = _reduce_duplicates(every_id, every_hash, every_stamp, table)
+    winners, duplicates = _reduce_duplicates(every_id, every_hash, every_stamp, table, identities)
     broken = pd.concat([*failures, _NO_FAILURES], ignore_index=True)
     broken = broken[winners[broken["position"].to_numpy(dtype=np.int64)]]  # a loser is just a duplicate
     found = pd.concat([duplicates, broken], ignore_index=True)
@@ -233,9 +266,21 @@ def _normalise_frame(frame: pd.DataFrame, table: SourceTable) -> pd.DataFrame:
             data[column] = pd.to_datetime(values, utc=True).dt.as_unit("us")
         elif column in table.integers:
             data[column] = pd.to_numeric(values, errors="coerce").astype("Int64")
+        elif column in table.booleans:
+            data[column] = _normalised_boolean(values)
         else:
             data[column] = _normalised_text(values, upper=column in table.upper_cased)
     return pd.DataFrame(data)
+
+
+def _normalised_boolean(values: pd.Series) -> pd.Series:
+    """A boolean column (nullable): true/false, 1/0 and their texts in any case; anything else missing."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.astype("boolean")
+    text = values.astype("str").str.strip().str.lower().where(values.notna())
+    return text.map({"true": True, "false": False, "1": True, "0": False, "t": True, "f": False}).astype(
+        "boolean"
+    )
 
 
 # Rows looked at to tell a column of mostly distinct values from one of few repeated values.
@@ -264,8 +309,29 @@ def _normalised_text(values: pd.Series, *, upper: bool) -> pd.Series:
     return distinct if codes is None else pd.Series(distinct.array.take(codes, allow_fill=True))
 
 
+def _identity(data: pd.DataFrame, table: SourceTable) -> pd.Series:
+    """Each row's identity: its id, or (a table with `identity`) its identity columns joined.
+
+    A row missing any identity column has a missing identity (it fails `PRESENT`, never a duplicate).
+    """
+    if not table.identity:
+        return data[table.entity.id_column]
+    parts = [data[column] for column in table.identity]
+    joined = parts[0].astype(object).str.cat([p.astype(object) for p in parts[1:]], sep=IDENTITY_SEPARATOR)
+    return joined.where(pd.concat(parts, axis=1).notna().all(axis=1))
+
+
+#: Between the identity columns of a composite identity: what `mogulflow_sync_state` keys an attribute
+#: or a tag by (`lead_id/key`, `lead_id/tag`); a key holds no `/`, and a lead id and a tag rarely do.
+IDENTITY_SEPARATOR = "/"
+
+
 def _reduce_duplicates(
-    ids: np.ndarray, hashes: np.ndarray, stamps: np.ndarray, table: SourceTable
+    ids: np.ndarray,
+    hashes: np.ndarray,
+    stamps: np.ndarray,
+    table: SourceTable,
+    identities: np.ndarray | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Which rows survive the reduction by id (mask), and a failure for each other row.
 
@@ -275,8 +341,9 @@ def _reduce_duplicates(
     one counts as oldest); on a tie, the later row does.
     """
     id_column = table.entity.id_column
-    codes = group_ids(ids, hashes)
-    codes[ids == ""] = -1  # a missing id
+    keys = ids if identities is None else identities
+    codes = group_ids(keys, hashes)
+    codes[keys == ""] = -1  # a missing id
     positions = np.arange(len(ids))
     order = np.lexsort((positions, stamps, codes))
     is_last = np.ones(len(order), dtype=bool)
@@ -289,8 +356,9 @@ def _reduce_duplicates(
     winner_by_code = np.empty(codes.max() + 1 if len(codes) else 0, dtype=np.int64)
     winner_by_code[codes[winners & (codes >= 0)]] = positions[winners & (codes >= 0)]
     same_time = stamps[losers] == stamps[winner_by_code[codes[losers]]]
-    later = f"duplicate {id_column}: a row with a later {table.recency} wins"
-    tied = f"duplicate {id_column}: a later row with the same {table.recency} wins"
+    named = id_column if not table.identity else f"({', '.join(table.identity)})"
+    later = f"duplicate {named}: a row with a later {table.recency} wins"
+    tied = f"duplicate {named}: a later row with the same {table.recency} wins"
     lost = stamps[losers]
     recency = pd.Series(pd.to_datetime(np.where(lost == _OLDEST, 0, lost), unit="us", utc=True))
     duplicates = pd.DataFrame(

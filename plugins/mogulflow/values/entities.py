@@ -18,6 +18,8 @@ class Entity(enum.StrEnum):
     PLAN = "plan"
     TRIAL = "trial"
     CONVERSION = "conversion"
+    ATTRIBUTE = "attribute"  # a custom attribute of a lead's customer (optional table lead_attributes)
+    TAG = "tag"  # a tag of a lead's customer (optional table lead_tags)
 
     @property
     def id_column(self) -> str:
@@ -27,7 +29,7 @@ class Entity(enum.StrEnum):
     @property
     def table(self) -> str:
         """The source table the default SQL reads this entity from."""
-        return f"{self.value}s"
+        return _TABLES.get(self, f"{self.value}s")
 
 
 #: What a lead still owns once its customer holds other records too (merged into its paying customer, by
@@ -39,7 +41,13 @@ _ID_COLUMNS = {
     Entity.PLAN: "plan_id",
     Entity.TRIAL: "trial_id",
     Entity.CONVERSION: "lead_id",
+    Entity.ATTRIBUTE: "lead_id",
+    Entity.TAG: "lead_id",
 }
+_TABLES = {Entity.ATTRIBUTE: "lead_attributes", Entity.TAG: "lead_tags"}
+
+#: Entities whose source table is optional: a warehouse without it syncs as before, the feature off.
+OPTIONAL_ENTITIES = (Entity.ATTRIBUTE, Entity.TAG)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,10 @@ class AccountRules:
     all_done: str  # the message of a run with nothing to report
 
 
-LEADS_TRIALS_ACCOUNT = AccountRules((Entity.PLAN, Entity.LEAD, Entity.TRIAL), True, "rows", "all rows synced")
+# Attributes and tags are accounted for only when their (optional) tables are there.
+LEADS_TRIALS_ACCOUNT = AccountRules(
+    (Entity.PLAN, Entity.LEAD, Entity.TRIAL, Entity.ATTRIBUTE, Entity.TAG), True, "rows", "all rows synced"
+)
 CONVERSIONS_ACCOUNT = AccountRules((Entity.CONVERSION,), False, "conversions", "all conversions merged")
 
 # The source tables each DAG reads, in the order the preflight checks them.

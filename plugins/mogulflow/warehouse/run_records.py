@@ -22,6 +22,8 @@ RUN_COLUMN_PREFIX = {
     Entity.PLAN: "plans",
     Entity.TRIAL: "trials",
     Entity.CONVERSION: "conversions",
+    Entity.ATTRIBUTE: "attributes",
+    Entity.TAG: "tags",
 }
 COUNT_FIELDS = ("extracted", "rejected", "created", "updated", "unchanged", "failed")
 

@@ -188,6 +188,28 @@ def mark_waiting(
     return len(entries)
 
 
+def clear_waiting(
+    warehouse: Warehouse, entity: Entity, data_source_uuid: str, external_ids: Collection[str]
+) -> None:
+    """Forget the `waiting` marks of these ids: their rows were read again and no longer wait.
+
+    (Attributes and tags wait per lead: the mark's id is the lead's, not one row's, so no write of a
+    row replaces it as it does a trial's.)
+    """
+    waiting = ids_with_status(warehouse, entity, data_source_uuid, (SyncStatus.WAITING,)) & set(external_ids)
+    for external_id in sorted(waiting):
+        warehouse.execute(
+            f"DELETE FROM {STATE_TABLE} WHERE entity = :entity AND data_source_uuid = :data_source_uuid "
+            "AND external_id = :external_id AND status = :status",
+            {
+                "entity": str(entity),
+                "data_source_uuid": data_source_uuid,
+                "external_id": external_id,
+                "status": str(SyncStatus.WAITING),
+            },
+        )
+
+
 # ---- the resend rule (reconciliation) -----------------------------------------------------------
 
 

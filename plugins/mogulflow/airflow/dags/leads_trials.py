@@ -32,7 +32,10 @@ sent), then writes to ChartMogul through the `chartmogul_default` connection:
 1. `upsert_plans`: every valid plan;
 2. `upsert_customers`: one customer per lead in the data source `data_source_name`, with
    `lead_created_at` defaulting to the trial date (ChartMogul's own rule);
-3. `import_trial_invoices`: one invoice per trial with a `trial` line item.
+3. `import_trial_invoices`: one invoice per trial with a `trial` line item;
+4. `sync_lead_attributes`, `sync_lead_tags` (optional tables `lead_attributes`, `lead_tags`): the
+   customers' custom attributes and tags mogulflow owns (a new customer gets them in its create);
+   never those others set.
 
 Only what changed since the last run is sent (`mogulflow_sync_state`); rows that fail are retried
 by the next run. `record_run` writes the run's account to **`mogulflow_runs`**:
@@ -74,6 +77,8 @@ def chartmogul_leads_trials() -> DAG:
         plans = tasks.upsert_plans(settings, data_source_uuid, report)
         customers = tasks.upsert_customers(settings, data_source_uuid, report)
         invoices = tasks.import_trial_invoices(settings, data_source_uuid, report)
+        attributes = tasks.sync_lead_attributes(settings, data_source_uuid, report, entity=Entity.ATTRIBUTE)
+        tags = tasks.sync_lead_attributes(settings, data_source_uuid, report, entity=Entity.TAG)
         account = tasks.record_run(
             LEADS_TRIALS,
             settings,
@@ -83,12 +88,15 @@ def chartmogul_leads_trials() -> DAG:
                 Entity.PLAN: "upsert_plans",
                 Entity.LEAD: "upsert_customers",
                 Entity.TRIAL: "import_trial_invoices",
+                Entity.ATTRIBUTE: "sync_lead_attributes",
+                Entity.TAG: "sync_lead_tags",
             },
             also_required=("preflight",),
         )
         settings >> checked >> data_source_uuid
-        rejects >> plans >> customers >> invoices >> account
-        [checked, data_source_uuid, report, rejects, plans, customers] >> account
+        rejects >> plans >> customers >> invoices >> attributes >> tags >> account
+        customers >> attributes  # they run once the customers are done, whatever the invoices did
+        [checked, data_source_uuid, report, rejects, plans, customers, invoices, attributes] >> account
         account >> tasks.reconcile_after_sync(data_source_uuid)  # after a recorded, successful sync only
 
     return chartmogul_leads_trials()

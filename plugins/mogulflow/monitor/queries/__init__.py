@@ -34,6 +34,7 @@ from mogulflow.monitor.queries.runs import (
     list_data_sources,
     recent_runs,
 )
+from mogulflow.monitor.queries.segments import SplitFunnel, attribute_keys, funnel_by_attribute
 
 __all__ = [
     "GRAINS",
@@ -54,8 +55,11 @@ __all__ = [
     "Rejects",
     "RunRow",
     "RunVerdict",
+    "SplitFunnel",
     "StateRow",
+    "attribute_keys",
     "chartmogul_merges",
+    "funnel_by_attribute",
     "iter_rejects_csv_frames",
     "latest_reconciliation",
     "lead_funnel",

@@ -14,6 +14,7 @@ from mogulflow.values.constants import (
     MERGE_DAG_ID,
     RUNS_TABLE,
 )
+from mogulflow.values.entities import OPTIONAL_ENTITIES
 from mogulflow.values.run_summary import EntityCounts
 from mogulflow.warehouse.connection import Warehouse
 from mogulflow.warehouse.run_records import COUNT_FIELDS, RUN_COLUMN_PREFIX
@@ -81,7 +82,7 @@ def run_filter(period: Period, data_source_uuid: str | None, *, alias: str = "")
 
 
 _ENTITIES_OF_DAG = {
-    LEADS_TRIALS_DAG_ID: ("lead", "plan", "trial"),
+    LEADS_TRIALS_DAG_ID: ("lead", "plan", "trial", "attribute", "tag"),
     MERGE_DAG_ID: ("conversion",),
 }
 
@@ -101,7 +102,14 @@ def recent_runs(
     if dag_id:
         where += " AND dag_id = :dag_id"
         params["dag_id"] = dag_id
-    count_columns = [f"{prefix}_{name}" for prefix in RUN_COLUMN_PREFIX.values() for name in COUNT_FIELDS]
+    # A table made before an entity had columns lacks them until the next sync adds them.
+    present = warehouse.column_names(RUNS_TABLE)
+    prefixes = {
+        entity: prefix
+        for entity, prefix in RUN_COLUMN_PREFIX.items()
+        if not present or f"{prefix}_extracted" in present
+    }
+    count_columns = [f"{prefix}_{name}" for prefix in prefixes.values() for name in COUNT_FIELDS]
     frame = warehouse.query_frame(
         "SELECT run_id, dag_id, window_start, window_end, full_refresh, dry_run, data_source_name, "
         f"started_at, finished_at, outcome, message, {', '.join(count_columns)} FROM {RUNS_TABLE} "
@@ -113,8 +121,10 @@ def recent_runs(
         entities = _ENTITIES_OF_DAG.get(row["dag_id"], tuple(str(e) for e in RUN_COLUMN_PREFIX))
         counts = {
             str(entity): EntityCounts(**{name: int(row[f"{prefix}_{name}"]) for name in COUNT_FIELDS})
-            for entity, prefix in RUN_COLUMN_PREFIX.items()
+            for entity, prefix in prefixes.items()
             if str(entity) in entities
+            # attributes and tags only when the run read them (their tables are optional)
+            and (entity not in OPTIONAL_ENTITIES or int(row[f"{prefix}_extracted"]) > 0)
         }
         runs.append(
             RunRow(

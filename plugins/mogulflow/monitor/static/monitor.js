@@ -67,6 +67,23 @@
       },
     },
   });
+  if (data.split) {
+    const palette = [blue, green, orange, purple, "#d53f8c", "#319795", "#d69e2e", "#4a5568", grey, "#718096"];
+    for (const measure of ["leads", "trial_leads", "conversions"]) {
+      draw("chart-split-" + measure, {
+        type: "bar",
+        data: {
+          labels: data.split.labels,
+          datasets: data.split.values.map((value, i) => ({
+            label: value,
+            data: data.split.series[measure][value],
+            backgroundColor: palette[i % palette.length],
+          })),
+        },
+        options: { ...common, scales: { x: { ...common.scales.x, stacked: true }, y: { beginAtZero: true, stacked: true } } },
+      });
+    }
+  }
   draw("chart-trial-mix", {
     type: "doughnut",
     data: { labels: ["free trials", "paid trials"], datasets: [{ data: data.trial_mix, backgroundColor: [grey, green] }] },
