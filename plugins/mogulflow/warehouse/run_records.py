@@ -23,7 +23,7 @@ RUN_COLUMN_PREFIX = {
     Entity.TRIAL: "trials",
     Entity.CONVERSION: "conversions",
 }
-COUNT_FIELDS = ("extracted", "rejected", "created", "updated", "unchanged", "failed")
+COUNT_FIELDS = ("extracted", "rejected", "created", "updated", "unchanged", "failed", "deleted")
 
 
 def record_rejects(
