@@ -81,21 +81,22 @@ def load_state(warehouse: Warehouse, entity: Entity, data_source_uuid: str) -> d
         "WHERE entity = :entity AND data_source_uuid = :data_source_uuid",
         {"entity": str(entity), "data_source_uuid": data_source_uuid},
     )
-    entries: dict[str, StateEntry] = {}
-    for row in frame.itertuples(index=False):
-        entries[row.external_id] = StateEntry(
-            entity=entity,
-            data_source_uuid=row.data_source_uuid,
-            external_id=row.external_id,
-            chartmogul_uuid=_none_if_missing(row.chartmogul_uuid),
-            content_hash=_none_if_missing(row.content_hash),
-            payload=from_json_text(row.payload),  # type: ignore[arg-type]
-            status=SyncStatus(row.status),
-            synced_at=row.synced_at,
-            run_id=row.run_id,
-            source_updated_at=_none_if_missing(row.source_updated_at),
-        )
-    return entries
+    return {row.external_id: _entry_of(entity, row) for row in frame.itertuples(index=False)}
+
+
+def _entry_of(entity: Entity, row: Any) -> StateEntry:
+    return StateEntry(
+        entity=entity,
+        data_source_uuid=row.data_source_uuid,
+        external_id=row.external_id,
+        chartmogul_uuid=_none_if_missing(row.chartmogul_uuid),
+        content_hash=_none_if_missing(row.content_hash),
+        payload=from_json_text(row.payload),  # type: ignore[arg-type]
+        status=SyncStatus(row.status),
+        synced_at=row.synced_at,
+        run_id=row.run_id,
+        source_updated_at=_none_if_missing(row.source_updated_at),
+    )
 
 
 def ids_with_status(
@@ -241,6 +242,16 @@ def mark_for_resend(
 
 
 # ---- deletes and erasures ------------------------------------------------------------------------
+
+
+def entries_in_every_source(warehouse: Warehouse, entity: Entity, external_id: str) -> list[StateEntry]:
+    """The entries of one external id in every data source (an erasure reads what was sent)."""
+    frame = warehouse.query_frame(
+        f"SELECT {', '.join(_COLUMNS)} FROM {STATE_TABLE} "
+        "WHERE entity = :entity AND external_id = :external_id",
+        {"entity": str(entity), "external_id": external_id},
+    )
+    return [_entry_of(entity, row) for row in frame.itertuples(index=False)]
 
 
 def forget_entries(
