@@ -33,6 +33,7 @@ from mogulflow.values.run_summary import RunSummary
 from mogulflow.values.step_reports import LoadReport
 from mogulflow.warehouse import staging
 from mogulflow.warehouse.connection import Warehouse
+from mogulflow.warehouse.deletions import drop_plan
 
 DAG_ID = "chartmogul_leads_trials"
 API_KEY = "test-key-abcdef"
@@ -102,6 +103,7 @@ def run_sync_account(
         )
         write_run(warehouse, account, data_source=(settings.data_source_name, data_source_uuid))
         staging.remove_run(warehouse, DAG_ID, run_id)
+        drop_plan(warehouse, run_id=run_id)
     finally:
         warehouse.close()
     return account

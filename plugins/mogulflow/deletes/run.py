@@ -81,7 +81,9 @@ def carry_out_deletes(
         return _dry_run_report(planned, approval)
     notes: list[str] = []
     mirror = [item for item in planned if item.reason is DeleteReason.MIRROR]
+    held_back = 0
     if mirror and not approval.decision.allows_mirror:
+        held_back = len(mirror)
         notes.append(
             f"{approval.describe()}: {len(mirror)} mirror delete(s) not carried out, nothing deleted"
         )
@@ -97,7 +99,7 @@ def carry_out_deletes(
             shown = erased_id(item.external_id) if item.reason is DeleteReason.ERASURE else item.external_id
             deleter.progress.errors.append(RowError(item.entity, shown, str(error) or type(error).__name__))
             log.warning("Could not delete %s %s: %s", item.entity, shown, error)
-    return deleter.report(approval, notes)
+    return deleter.report(approval, notes, held_back)
 
 
 def _dry_run_report(planned: list[PlannedDelete], approval: Approval) -> DeleteReport:
@@ -290,7 +292,7 @@ class _Deleter:
                 forget_entries(self.warehouse, entity, ids, data_source_uuid=self.data_source_uuid)
                 forget_created(self.warehouse, entity, self.data_source_uuid, ids)
 
-    def report(self, approval: Approval, notes: list[str]) -> DeleteReport:
+    def report(self, approval: Approval, notes: list[str], held_back: int) -> DeleteReport:
         done = deleted_in_run(
             self.warehouse, run_id=self.settings.run_id, data_source_uuid=self.data_source_uuid
         )
@@ -298,7 +300,7 @@ class _Deleter:
         problems = []
         if progress.errors:
             problems.append(f"{len(progress.errors)} delete(s) failed (retried by the next run)")
-        if approval.decision is ApprovalDecision.TIMED_OUT:
+        if held_back and approval.decision is ApprovalDecision.TIMED_OUT:
             problems.append("mirror deletes waited for approval and timed out: nothing deleted")
         if progress.kept_merged:
             notes.append(
@@ -324,6 +326,7 @@ class _Deleter:
             kept_merged=tuple(progress.kept_merged),
             erasures_for_a_person=tuple(progress.for_a_person),
             erased_leads=progress.erased,
+            held_back=held_back,
             problems=tuple(problems),
             notes=tuple(notes),
         )

@@ -47,6 +47,7 @@ class RunDetails:
     # Deletes: the guard's answer, a few ids deleted (or, in a dry run, that would be) per entity, the
     # deletes that failed, and what a person must handle (erasures of merged leads).
     delete_approval: Approval | None = None
+    deletes_held_back: int = 0  # mirror deletes planned but not approved
     deleted_ids: Mapping[Entity, tuple[str, ...]] = field(default_factory=dict)
     would_delete: Mapping[Entity, tuple[str, ...]] = field(default_factory=dict)
     delete_errors: tuple[RowError, ...] = ()
@@ -161,6 +162,7 @@ def summarize_run(
         details = replace(
             details,
             delete_approval=deletes.approval,
+            deletes_held_back=deletes.held_back,
             deleted_ids={} if deletes.dry_run else deletes.samples,
             would_delete=deletes.samples if deletes.dry_run else {},
             delete_errors=deletes.errors[:ERRORS_IN_DETAILS],

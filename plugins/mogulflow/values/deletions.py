@@ -95,9 +95,13 @@ class DeletePlan:
 
     def describe(self) -> str:
         """The counts in one line: `2 customers (12.5% of 16 synced), 1 invoice; 1 erasure`."""
-        share = f" ({self.customers / self.synced_customers:.1%} of {self.synced_customers} synced)"
+        share = (
+            f" ({self.customers / self.synced_customers:.1%} of {self.synced_customers} synced)"
+            if self.synced_customers
+            else ""
+        )
         return (
-            f"{self.customers} customer(s){share if self.synced_customers else ''} and "
+            f"{self.customers} customer(s){share} and "
             f"{self.invoices} invoice(s) gone from the source; {self.erasures} erasure(s)"
         )
 
@@ -118,6 +122,8 @@ class DeleteReport:
     # Erasures a person must finish: the merged customers (uuids) that still hold an erased lead.
     erasures_for_a_person: tuple[str, ...] = ()
     erased_leads: int = 0
+    # Mirror deletes the guard held back (rejected, timed out): planned, not carried out.
+    held_back: int = 0
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 

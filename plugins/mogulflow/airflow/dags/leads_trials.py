@@ -41,6 +41,12 @@ answered. The run fails when rows failed, or when an entity's reject share is ab
 `max_reject_ratio` with at least `min_rejects_to_fail` rejected rows (that entity is not loaded);
 fewer rejects end `success_with_rejects`, with an alert.
 
+Deletes (docs/deletes.md): with `mirror_deletes` and `full_refresh`, `plan_deletes` finds what
+mogulflow created that left the source; above `max_delete_ratio` (or on an empty extract)
+`approve_deletes` asks a person in **Browse → Required actions** (`approve_deletes` in the conf
+approves in advance); `delete_objects` deletes the approved set and every lead of `lead_erasures`,
+each in **`mogulflow_deletions`**.
+
 With `reconcile` true, `reconcile_with_chartmogul` then compares the data source with the warehouse
 and records the differences in **`mogulflow_reconciliation`** (see `chartmogul_reconcile`).
 
@@ -74,6 +80,9 @@ def chartmogul_leads_trials() -> DAG:
         plans = tasks.upsert_plans(settings, data_source_uuid, report)
         customers = tasks.upsert_customers(settings, data_source_uuid, report)
         invoices = tasks.import_trial_invoices(settings, data_source_uuid, report)
+        planned = tasks.plan_deletes(settings, data_source_uuid, report)
+        approval = tasks.approve_deletes()
+        deleted = tasks.delete_objects(settings, data_source_uuid, approval.output)
         account = tasks.record_run(
             LEADS_TRIALS,
             settings,
@@ -84,11 +93,14 @@ def chartmogul_leads_trials() -> DAG:
                 Entity.LEAD: "upsert_customers",
                 Entity.TRIAL: "import_trial_invoices",
             },
-            also_required=("preflight",),
+            also_required=("preflight", "plan_deletes"),
+            delete_task="delete_objects",
         )
         settings >> checked >> data_source_uuid
         rejects >> plans >> customers >> invoices >> account
-        [checked, data_source_uuid, report, rejects, plans, customers] >> account
+        planned >> approval
+        invoices >> deleted >> account
+        [checked, data_source_uuid, report, rejects, plans, customers, planned] >> account
         account >> tasks.reconcile_after_sync(data_source_uuid)  # after a recorded, successful sync only
 
     return chartmogul_leads_trials()
