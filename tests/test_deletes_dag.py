@@ -11,11 +11,9 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 import httpx
@@ -193,17 +191,20 @@ def wait_for_the_question(
         assert runner.poll() is None, runner.communicate()[0][-4000:]
         runs = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns?state=running").json().get("dag_runs", [])
         for run in runs:
-            path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/approve_deletes/-1/hitlDetails"
-            found = api.get(path)
+            found = api.get(hitl_path(run["dag_run_id"]))
             if found.status_code == 200:
                 return run["dag_run_id"], found.json()
         time.sleep(1)
     raise AssertionError("the run never asked for approval")
 
 
+def hitl_path(run_id: str) -> str:
+    """The approval request of one run (map index -1: the task is not mapped)."""
+    return f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve_deletes/-1/hitlDetails"
+
+
 def answer(api: ApiServer, run_id: str, option: str) -> None:
-    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve_deletes/-1/hitlDetails"
-    response = api.patch(path, {"chosen_options": [option], "params_input": {}})
+    response = api.patch(hitl_path(run_id), {"chosen_options": [option], "params_input": {}})
     assert response.status_code == 200, response.text
 
 
