@@ -31,11 +31,16 @@ from mogulflow.values.entities import Entity
 from mogulflow.values.run_settings import RunSettings
 from mogulflow.values.step_reports import ExtractReport, StagedExtract
 from mogulflow.warehouse.connection import Warehouse
-from mogulflow.warehouse.created_objects import created_ids
-from mogulflow.warehouse.deletions import erasures_done, read_erasure_requests, save_plan
+from mogulflow.warehouse.created_objects import created_ids, forget_created
+from mogulflow.warehouse.deletions import (
+    erasures_done,
+    read_erasure_requests,
+    recorded_but_still_listed,
+    save_plan,
+)
 from mogulflow.warehouse.own_tables import ensure_tables
 from mogulflow.warehouse.parquet_parts import iter_frames, read_frame
-from mogulflow.warehouse.sync_state import StateEntry, SyncStatus, load_state, synced_ids
+from mogulflow.warehouse.sync_state import StateEntry, SyncStatus, forget_entries, load_state, synced_ids
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ def plan_deletes(
     ensure_tables(warehouse)
     if data_source_uuid is None:  # a dry run before the first sync: nothing was ever created
         return DeletePlan(mirror=settings.mirror_deletes, dry_run=settings.dry_run)
+    finish_interrupted_deletes(warehouse, data_source_uuid)
     leads = load_state(warehouse, Entity.LEAD, data_source_uuid)
     trials = load_state(warehouse, Entity.TRIAL, data_source_uuid)
     done = erasures_done(warehouse, data_source_uuid)
@@ -109,6 +115,17 @@ def plan_deletes(
     )
     log.info("Deletes planned: %s.%s", plan.describe(), _guard_sentence(plan))
     return plan
+
+
+def finish_interrupted_deletes(warehouse: Warehouse, data_source_uuid: str) -> None:
+    """Forget the objects a killed delete step recorded deleted but did not forget yet: they are gone,
+    and planning them again would record them twice."""
+    for entity in (Entity.LEAD, Entity.TRIAL):
+        ids = recorded_but_still_listed(warehouse, entity, data_source_uuid)
+        if ids:
+            log.info("%d %s object(s) deleted by an interrupted run: forgotten now.", len(ids), entity)
+            forget_entries(warehouse, entity, ids, data_source_uuid=data_source_uuid)
+            forget_created(warehouse, entity, data_source_uuid, ids)
 
 
 def present_ids(warehouse: Warehouse, part: StagedExtract) -> set[str]:

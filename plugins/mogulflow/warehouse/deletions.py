@@ -13,7 +13,13 @@ from datetime import datetime
 
 import pandas as pd
 
-from mogulflow.values.constants import DELETE_PLAN_TABLE, DELETIONS_TABLE, ERASURES_TABLE, LEAD_ERASURES_TABLE
+from mogulflow.values.constants import (
+    CREATED_TABLE,
+    DELETE_PLAN_TABLE,
+    DELETIONS_TABLE,
+    ERASURES_TABLE,
+    LEAD_ERASURES_TABLE,
+)
 from mogulflow.values.deletions import DeleteReason, PlannedDelete
 from mogulflow.values.entities import Entity
 from mogulflow.warehouse.connection import Warehouse, naive_utc
@@ -182,6 +188,19 @@ def deleted_in_run(warehouse: Warehouse, *, run_id: str, data_source_uuid: str) 
     for row in frame.itertuples(index=False):
         found.setdefault(Entity(row.entity), set()).add(str(row.external_id))
     return found
+
+
+def recorded_but_still_listed(warehouse: Warehouse, entity: Entity, data_source_uuid: str) -> set[str]:
+    """Objects the audit shows deleted after they were created, still in `mogulflow_created`: a delete
+    step killed between recording a delete and forgetting the object."""
+    frame = warehouse.query_frame(
+        f"SELECT c.external_id FROM {CREATED_TABLE} c JOIN {DELETIONS_TABLE} d "
+        "ON d.entity = c.entity AND d.data_source_uuid = c.data_source_uuid "
+        "AND d.external_id = c.external_id "
+        "WHERE c.entity = :entity AND c.data_source_uuid = :ds AND d.deleted_at >= c.created_at",
+        {"entity": str(entity), "ds": data_source_uuid},
+    )
+    return set(frame["external_id"].astype(str).tolist())
 
 
 # ---- the fact of an erasure ---------------------------------------------------------------------
