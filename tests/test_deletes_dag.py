@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 
 import duckdb
 import httpx
@@ -21,6 +22,9 @@ import pytest
 from airflow_setup import FULL_REFRESH_CONF
 from repo_paths import REPO
 
+from mogulflow.monitor.queries.deletions import deletions as page_deletions
+from mogulflow.monitor.queries.periods import Period
+from mogulflow.warehouse.connection import Warehouse
 from mogulflow_sandbox import Faults
 
 pytestmark = pytest.mark.slow
@@ -208,7 +212,16 @@ def answer(api: ApiServer, run_id: str, option: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def run_and_answer(api: ApiServer, conf: dict, option: str) -> dict:
+def monitored_deletions(path):
+    """What the monitoring page shows about deletes (its query, on a read-only connection)."""
+    warehouse = Warehouse(duckdb.connect(str(path), read_only=True), "duckdb")
+    try:
+        return page_deletions(warehouse, Period(since=date(2020, 1, 1), until=date(2100, 1, 1)))
+    finally:
+        warehouse.close()
+
+
+def run_and_answer(api: ApiServer, conf: dict, option: str, *, warehouse_path=None) -> dict:
     runner = subprocess.Popen(
         dags_test_command(conf),
         env=os.environ.copy(),
@@ -219,6 +232,9 @@ def run_and_answer(api: ApiServer, conf: dict, option: str) -> dict:
     )
     try:
         run_id, question = wait_for_the_question(api, runner)
+        if warehouse_path is not None:  # the page lists the question while it waits
+            [pending] = monitored_deletions(warehouse_path).pending
+            assert (pending.run_id, pending.customers, pending.invoices) == (run_id, 1, 1)
         answer(api, run_id, option)
         output, _ = runner.communicate(timeout=300)
     finally:
@@ -231,7 +247,7 @@ def run_and_answer(api: ApiServer, conf: dict, option: str) -> dict:
 def test_above_the_ratio_a_person_approves_in_required_actions_and_the_deletes_happen(
     synced, sandbox, api_server
 ):
-    question = run_and_answer(api_server, MIRROR, "Approve")
+    question = run_and_answer(api_server, MIRROR, "Approve", warehouse_path=synced)
 
     assert question["options"] == ["Approve", "Reject"]
     assert "1 customer(s)" in question["subject"] and "1 invoice(s)" in question["subject"]
@@ -239,6 +255,14 @@ def test_above_the_ratio_a_person_approves_in_required_actions_and_the_deletes_h
     assert customers_and_invoices(sandbox) == ({"L1", "L3", "L4"}, {"T1"})
     run = last_run(synced)
     assert (run["outcome"], run["leads_deleted"], run["trials_deleted"]) == ("success_with_rejects", 1, 2)
+    shown = monitored_deletions(synced)
+    assert shown.pending == ()
+    assert [(q.decision, q.answered_by) for q in shown.answered] == [("approved", "admin")]
+    assert sorted((x.entity, x.external_id, x.reason) for x in shown.recent) == [
+        ("lead", "L2", "mirror"),
+        ("trial", "T2", "mirror"),
+        ("trial", "T3", "mirror"),
+    ]
 
 
 def test_above_the_ratio_a_person_rejects_and_nothing_is_deleted(synced, sandbox, api_server):

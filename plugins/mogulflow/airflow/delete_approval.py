@@ -33,6 +33,7 @@ APPROVE = "Approve"
 REJECT = "Reject"
 PLAN_TASK = "plan_deletes"
 SETTINGS_TASK = "resolve_window"
+DATA_SOURCE_TASK = "ensure_data_source"
 
 
 class DeleteApprovalOperator(HITLOperator):
@@ -63,6 +64,7 @@ class DeleteApprovalOperator(HITLOperator):
             f"mogulflow: delete {plan.customers} customer(s) and {plan.invoices} invoice(s) from ChartMogul?"
         )
         self.body = approval_body(plan, settings)
+        remember_question(plan, settings, ti.xcom_pull(task_ids=DATA_SOURCE_TASK))
         send_alert(
             Alert(
                 AlertKind.APPROVAL,
@@ -93,6 +95,25 @@ class DeleteApprovalOperator(HITLOperator):
         answer = Approval(decision, by=str(by), at=datetime.now(UTC))
         log.info("Deletes: %s.", answer.describe())
         return to_json(answer)
+
+
+def remember_question(plan: DeletePlan, settings: RunSettings, data_source_uuid: str) -> None:
+    """Note the question in the warehouse, where the monitoring page lists pending approvals."""
+    from mogulflow.airflow.resources import open_warehouse
+    from mogulflow.warehouse.deletions import record_question
+
+    warehouse = open_warehouse()
+    try:
+        record_question(
+            warehouse,
+            plan,
+            run_id=settings.run_id,
+            dag_id=settings.dag_id,
+            data_source_uuid=data_source_uuid,
+            at=datetime.now(UTC),
+        )
+    finally:
+        warehouse.close()
 
 
 def approval_body(plan: DeletePlan, settings: RunSettings) -> str:

@@ -13,8 +13,12 @@ from mogulflow.deletes.run import carry_out_deletes
 from mogulflow.values.deletions import Approval, ApprovalDecision, DeletePlan, DeleteReport
 from mogulflow.values.run_settings import RunSettings
 from mogulflow.values.step_reports import ExtractReport
+from mogulflow.warehouse.deletions import record_answer
 
 log = logging.getLogger(__name__)
+
+# The answers that come from a person (or the timeout of their question), not from the guard alone.
+ASKED = (ApprovalDecision.APPROVED, ApprovalDecision.REJECTED, ApprovalDecision.TIMED_OUT)
 
 
 @task_body
@@ -32,6 +36,8 @@ def delete_objects(
     """Carry out the planned deletes (mirror deletes only as approved); record each one."""
     if approval is None:
         approval = Approval(ApprovalDecision.REJECTED, by="nobody: approve_deletes did not finish")
+    if approval.decision in ASKED:
+        record_answer(resources.warehouse, approval, run_id=settings.run_id, dag_id=settings.dag_id)
     report = carry_out_deletes(resources.warehouse, resources.client, settings, data_source_uuid, approval)
     log.info(
         "Deletes: %s; %d failed; %s",

@@ -153,3 +153,19 @@ CREATE TABLE IF NOT EXISTS mogulflow_erasures (
     note             TEXT,              -- for needs_person: the merged customer's uuid
     PRIMARY KEY (lead_hash, data_source_uuid)
 );
+
+-- Each time the guard asked a person to approve a run's mirror deletes, and the answer (for the
+-- monitoring page: a row without an answer is a pending approval).
+CREATE TABLE IF NOT EXISTS mogulflow_approvals (
+    run_id           TEXT NOT NULL,
+    dag_id           TEXT NOT NULL,
+    data_source_uuid TEXT NOT NULL,
+    asked_at         TIMESTAMP NOT NULL,
+    customers        BIGINT NOT NULL,   -- what the person was asked about
+    invoices         BIGINT NOT NULL,
+    reasons          TEXT NOT NULL,
+    decision         TEXT,              -- approved, rejected, timed_out; null while pending
+    answered_by      TEXT,
+    answered_at      TIMESTAMP,
+    PRIMARY KEY (dag_id, run_id)
+);

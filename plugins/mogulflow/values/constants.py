@@ -46,6 +46,7 @@ CREATED_TABLE = "mogulflow_created"
 DELETIONS_TABLE = "mogulflow_deletions"
 DELETE_PLAN_TABLE = "mogulflow_delete_plan"
 ERASURES_TABLE = "mogulflow_erasures"
+APPROVALS_TABLE = "mogulflow_approvals"
 # The optional source table of erasure requests (the contract's `lead_erasures`).
 LEAD_ERASURES_TABLE = "lead_erasures"
 

@@ -14,13 +14,14 @@ from datetime import datetime
 import pandas as pd
 
 from mogulflow.values.constants import (
+    APPROVALS_TABLE,
     CREATED_TABLE,
     DELETE_PLAN_TABLE,
     DELETIONS_TABLE,
     ERASURES_TABLE,
     LEAD_ERASURES_TABLE,
 )
-from mogulflow.values.deletions import DeleteReason, PlannedDelete
+from mogulflow.values.deletions import Approval, DeletePlan, DeleteReason, PlannedDelete
 from mogulflow.values.entities import Entity
 from mogulflow.warehouse.connection import Warehouse, naive_utc
 
@@ -259,3 +260,45 @@ def drop_plan_rows_of(warehouse: Warehouse, external_ids: Collection[str]) -> No
             f"DELETE FROM {DELETE_PLAN_TABLE} WHERE external_id = :id OR customer_external_id = :id",
             {"id": external_id},
         )
+
+
+# ---- the guard's questions ------------------------------------------------------------------------
+
+_APPROVAL_COLUMNS = (
+    "run_id",
+    "dag_id",
+    "data_source_uuid",
+    "asked_at",
+    "customers",
+    "invoices",
+    "reasons",
+    "decision",
+    "answered_by",
+    "answered_at",
+)
+
+
+def record_question(
+    warehouse: Warehouse, plan: DeletePlan, *, run_id: str, dag_id: str, data_source_uuid: str, at: datetime
+) -> None:
+    """Remember that a run asks a person to approve its mirror deletes (pending until answered)."""
+    row = (run_id, dag_id, data_source_uuid, naive_utc(at), plan.customers, plan.invoices)
+    reasons = "; ".join(plan.approval_reasons)
+    warehouse.upsert_rows(
+        APPROVALS_TABLE, _APPROVAL_COLUMNS, [(*row, reasons, None, None, None)], key=("dag_id", "run_id")
+    )
+
+
+def record_answer(warehouse: Warehouse, approval: Approval, *, run_id: str, dag_id: str) -> None:
+    """The person's (or the timeout's) answer to a question `record_question` remembered."""
+    warehouse.execute(
+        f"UPDATE {APPROVALS_TABLE} SET decision = :decision, answered_by = :by, answered_at = :at "
+        "WHERE dag_id = :dag_id AND run_id = :run_id",
+        {
+            "decision": str(approval.decision),
+            "by": approval.by,
+            "at": naive_utc(approval.at),
+            "dag_id": dag_id,
+            "run_id": run_id,
+        },
+    )
