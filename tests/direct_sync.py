@@ -19,7 +19,7 @@ from mogulflow.chartmogul.client import ChartMogulClient
 from mogulflow.chartmogul.data_sources import ensure_data_source
 from mogulflow.chartmogul.retry import RetryPolicy
 from mogulflow.deletes.plan import decide_without_asking, plan_deletes
-from mogulflow.deletes.run import carry_out_deletes
+from mogulflow.deletes.run import carry_out_deletes, settle_interrupted_deletes
 from mogulflow.load.entity_step import StepInputs
 from mogulflow.record.account import RunAccount, summarize_run, write_run
 from mogulflow.record.rejects import write_rejects
@@ -78,6 +78,8 @@ def run_sync_account(
     try:
         report = sync.extract_and_validate(warehouse, settings, data_source_uuid)
         write_rejects(warehouse, settings, report, data_source_uuid)
+        settle_interrupted_deletes(warehouse, client, settings, data_source_uuid)
+        plan = plan_deletes(warehouse, settings, data_source_uuid, report)
         inputs = StepInputs(warehouse, client, settings, data_source_uuid, report)
         loads: dict[Entity, LoadReport | None] = {}
         failures: list[str] = []
@@ -95,7 +97,6 @@ def run_sync_account(
             except RejectRatioExceeded:
                 loads[entity] = None
                 failures.append(f"task {task_id} did not finish")
-        plan = plan_deletes(warehouse, settings, data_source_uuid, report)
         approval = decide_without_asking(plan, settings) or Approval(person_answers, by="a person")
         deletes = carry_out_deletes(warehouse, client, settings, data_source_uuid, approval)
         account = summarize_run(

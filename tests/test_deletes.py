@@ -14,11 +14,15 @@ import duckdb
 import pytest
 from direct_sync import run_sync_account, sandbox_client
 
+from mogulflow.deletes.plan import plan_deletes
+from mogulflow.sync import leads_trials
 from mogulflow.values.deletions import ApprovalDecision, erased_id
 from mogulflow.values.entities import Entity
+from mogulflow.values.run_settings import resolve_settings
 from mogulflow.warehouse.connection import Warehouse
 from mogulflow.warehouse.dialects import ColumnKind, declared_tables
 from mogulflow.warehouse.sql_files import read_sql
+from mogulflow.warehouse.sync_state import load_state
 from mogulflow_sandbox import Faults
 
 MIRROR = {"full_refresh": True, "mirror_deletes": True, "max_reject_ratio": 0.5}
@@ -216,6 +220,38 @@ def test_a_delete_whose_answer_was_lost_counts_once_the_lookup_shows_it_gone(war
     assert synced(sandbox)[2] == {"T1", "T2"}
     assert account.summary.counts[Entity.TRIAL].deleted == 1
     assert account.summary.counts[Entity.TRIAL].failed == 0
+
+
+def test_a_run_killed_mid_delete_is_settled_before_the_next_loads(warehouse_path, client, sandbox):
+    first_sync(warehouse_path, client, sandbox)
+    sql(warehouse_path, "DELETE FROM leads WHERE lead_id IN ('L2', 'L3')")
+    # The killed run: it planned L2 and L3, deleted L2's customer, and died before recording it.
+    ds = synced(sandbox)[0]
+    settings = resolve_settings(
+        {**APPROVED},
+        run_id="killed",
+        dag_id="chartmogul_leads_trials",
+        data_interval_start=None,
+        data_interval_end=None,
+    )
+    warehouse = Warehouse.open_duckdb(str(warehouse_path))
+    try:
+        plan_deletes(warehouse, settings, ds, leads_trials.extract_and_validate(warehouse, settings, ds))
+        assert load_state(warehouse, Entity.LEAD, ds)["L2"].status == "synced"
+    finally:
+        warehouse.close()
+    sandbox.state.delete_customer(sandbox.state.find_customer(ds, "L2")["uuid"])
+    # L2 and L3 come back to the warehouse before the next run.
+    for lead_id, name in (("L2", "Beta Ltd"), ("L3", "Gamma Inc")):
+        insert = "INSERT INTO leads (lead_id, company_name, updated_at) VALUES (?, ?, ?)"
+        sql(warehouse_path, insert, lead_id, name, datetime(2025, 3, 5))
+
+    account = run_sync_account(warehouse_path, client, run_id="night-2", **APPROVED)
+
+    assert synced(sandbox)[1] == {"L1", "L2", "L3", "L4"}  # L2 created again, L3 never deleted
+    assert account.summary.counts[Entity.LEAD].created == 1  # settled before the loads read the state
+    assert deletions(warehouse_path) == [("lead", "L2", "mirror"), ("trial", "T2", "mirror")]
+    assert sql(warehouse_path, "SELECT count(*) FROM mogulflow_delete_plan") == [(0,)]
 
 
 # ---- erasure ------------------------------------------------------------------------------------

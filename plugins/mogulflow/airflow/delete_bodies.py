@@ -9,7 +9,7 @@ import logging
 
 from mogulflow.airflow.task_bodies import TaskResources, task_body
 from mogulflow.deletes.plan import plan_deletes as plan_run_deletes
-from mogulflow.deletes.run import carry_out_deletes
+from mogulflow.deletes.run import carry_out_deletes, settle_interrupted_deletes
 from mogulflow.values.deletions import Approval, ApprovalDecision, DeletePlan, DeleteReport
 from mogulflow.values.run_settings import RunSettings
 from mogulflow.values.step_reports import ExtractReport
@@ -25,7 +25,9 @@ ASKED = (ApprovalDecision.APPROVED, ApprovalDecision.REJECTED, ApprovalDecision.
 def plan_deletes(
     resources: TaskResources, settings: RunSettings, data_source_uuid: str | None, extract: ExtractReport
 ) -> DeletePlan:
-    """Decide what the run deletes (mirror, erasure); store the set; say whether a person must approve."""
+    """Settle deletes interrupted runs left behind; decide what this run deletes (mirror, erasure); store
+    the set; say whether a person must approve."""
+    settle_interrupted_deletes(resources.warehouse, resources.client, settings, data_source_uuid)
     return plan_run_deletes(resources.warehouse, settings, data_source_uuid, extract)
 
 

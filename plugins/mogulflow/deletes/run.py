@@ -40,8 +40,10 @@ from mogulflow.warehouse.deletions import (
     Deletion,
     ErasureOutcome,
     deleted_in_run,
+    drop_plan,
     read_erasure_requests,
     read_plan,
+    read_stale_plans,
     record_deletions,
     record_erasure,
 )
@@ -100,6 +102,57 @@ def carry_out_deletes(
             deleter.progress.errors.append(RowError(item.entity, shown, str(error) or type(error).__name__))
             log.warning("Could not delete %s %s: %s", item.entity, shown, error)
     return deleter.report(approval, notes, held_back)
+
+
+def settle_interrupted_deletes(
+    warehouse: Warehouse, client: ChartMogulClient, settings: RunSettings, data_source_uuid: str | None
+) -> int:
+    """Settle what runs killed mid-delete left behind, before this run's loads read the sync state.
+
+    A planned object of another run that ChartMogul no longer holds was deleted without an audit row:
+    it is recorded (under this run) and forgotten, so that a row back in the source is created again
+    by this run's loads instead of counted unchanged. Then the stale planned sets go: nothing of them
+    is deleted by this run. Returns how many deletes were settled.
+    """
+    if data_source_uuid is None or settings.dry_run:
+        return 0
+    stale = read_stale_plans(warehouse, run_id=settings.run_id, data_source_uuid=data_source_uuid)
+    if not stale:
+        return 0
+    deleter = _Deleter(warehouse, client, settings, data_source_uuid)
+    listed = {
+        entity: created_ids(warehouse, entity, data_source_uuid) for entity in (Entity.LEAD, Entity.TRIAL)
+    }
+    settled = 0
+    for _run_id, item in stale:
+        if item.reason is not DeleteReason.MIRROR or item.external_id not in listed[item.entity]:
+            continue  # an erasure is planned again from lead_erasures; a forgotten object is settled
+        if item.entity is Entity.LEAD:
+            gone = client.find_customer(data_source_uuid, item.external_id) is None
+            trials = deleter.trials_of(item.external_id)
+        else:
+            gone = client.find_invoice(data_source_uuid, item.external_id) is None
+            trials = set()
+        if gone:
+            deletion = Deletion(item.entity, item.external_id, item.chartmogul_uuid, DeleteReason.MIRROR)
+            deleter.record(
+                [
+                    deletion,
+                    *(
+                        Deletion(Entity.TRIAL, t, _uuid_of(deleter.trials, t), DeleteReason.MIRROR)
+                        for t in sorted(trials)
+                    ),
+                ]
+            )
+            settled += 1
+    for run_id in sorted({run_id for run_id, _ in stale}):
+        drop_plan(warehouse, run_id=run_id, data_source_uuid=data_source_uuid)
+    log.warning(
+        "%d planned delete(s) left by interrupted runs: %d found deleted and recorded, the rest dropped.",
+        len(stale),
+        settled,
+    )
+    return settled
 
 
 def _dry_run_report(planned: list[PlannedDelete], approval: Approval) -> DeleteReport:

@@ -116,6 +116,32 @@ def read_plan(warehouse: Warehouse, *, run_id: str, data_source_uuid: str) -> li
     ]
 
 
+def read_stale_plans(
+    warehouse: Warehouse, *, run_id: str, data_source_uuid: str
+) -> list[tuple[str, PlannedDelete]]:
+    """Planned deletes other runs left behind (a run killed, or failed, before it was recorded): each
+    with its run id. Their objects may be gone without an audit row."""
+    frame = warehouse.query_frame(
+        "SELECT run_id, entity, external_id, chartmogul_uuid, customer_external_id, reason "
+        f"FROM {DELETE_PLAN_TABLE} WHERE run_id <> :run_id AND data_source_uuid = :ds "
+        "ORDER BY run_id, entity, external_id",
+        {"run_id": run_id, "ds": data_source_uuid},
+    )
+    return [
+        (
+            str(row.run_id),
+            PlannedDelete(
+                Entity(row.entity),
+                str(row.external_id),
+                DeleteReason(row.reason),
+                None if pd.isna(row.chartmogul_uuid) else str(row.chartmogul_uuid),
+                None if pd.isna(row.customer_external_id) else str(row.customer_external_id),
+            ),
+        )
+        for row in frame.itertuples(index=False)
+    ]
+
+
 def drop_plan(warehouse: Warehouse, *, run_id: str, data_source_uuid: str | None = None) -> None:
     """Remove a run's planned deletes (once the run is recorded, or before re-planning)."""
     scope = "" if data_source_uuid is None else " AND data_source_uuid = :ds"

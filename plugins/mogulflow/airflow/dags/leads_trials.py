@@ -99,6 +99,7 @@ def chartmogul_leads_trials() -> DAG:
         settings >> checked >> data_source_uuid
         rejects >> plans >> customers >> invoices >> account
         planned >> approval
+        planned >> plans  # the loads read the sync state once interrupted deletes are settled
         invoices >> deleted >> account
         [checked, data_source_uuid, report, rejects, plans, customers, planned] >> account
         account >> tasks.reconcile_after_sync(data_source_uuid)  # after a recorded, successful sync only
