@@ -221,7 +221,44 @@ def monitored_deletions(path):
         warehouse.close()
 
 
-def run_and_answer(api: ApiServer, conf: dict, option: str, *, warehouse_path=None) -> dict:
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+# The screenshot goes to var/ (git-ignored); MOGULFLOW_UPDATE_SCREENSHOT=1 refreshes docs/'s copy.
+SCREENSHOT = (
+    REPO / "docs" / "deletes-approval.png"
+    if os.environ.get("MOGULFLOW_UPDATE_SCREENSHOT") == "1"
+    else REPO / "var" / "deletes-approval.png"
+)
+
+
+def screenshot_the_question(api: ApiServer, run_id: str) -> str:
+    """What a person sees in Required actions, as Chromium renders it (the text, and a screenshot)."""
+    from urllib.parse import quote
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.set_default_timeout(60_000)
+            task = f"/dags/{DAG_ID}/runs/{quote(run_id, safe='')}/tasks/approve_deletes"
+            page.goto(f"{api.url}{task}/required_actions")
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", PASSWORDS["admin"])
+            page.click("button[type=submit]")
+            page.get_by_text("Approve", exact=True).first.wait_for()
+            page.wait_for_timeout(1500)  # the body's Markdown renders after the buttons
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT))
+            return page.inner_text("body")
+        finally:
+            browser.close()
+
+
+def run_and_answer(
+    api: ApiServer, conf: dict, option: str, *, warehouse_path=None, screenshot: bool = False
+) -> dict:
     runner = subprocess.Popen(
         dags_test_command(conf),
         env=os.environ.copy(),
@@ -235,6 +272,9 @@ def run_and_answer(api: ApiServer, conf: dict, option: str, *, warehouse_path=No
         if warehouse_path is not None:  # the page lists the question while it waits
             [pending] = monitored_deletions(warehouse_path).pending
             assert (pending.run_id, pending.customers, pending.invoices) == (run_id, 1, 1)
+        if screenshot:
+            shown = screenshot_the_question(api, run_id)
+            assert "delete 1 customer(s) and 1 invoice(s)" in shown
         answer(api, run_id, option)
         output, _ = runner.communicate(timeout=300)
     finally:
@@ -247,7 +287,7 @@ def run_and_answer(api: ApiServer, conf: dict, option: str, *, warehouse_path=No
 def test_above_the_ratio_a_person_approves_in_required_actions_and_the_deletes_happen(
     synced, sandbox, api_server
 ):
-    question = run_and_answer(api_server, MIRROR, "Approve", warehouse_path=synced)
+    question = run_and_answer(api_server, MIRROR, "Approve", warehouse_path=synced, screenshot=True)
 
     assert question["options"] == ["Approve", "Reject"]
     assert "1 customer(s)" in question["subject"] and "1 invoice(s)" in question["subject"]
