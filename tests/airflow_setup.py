@@ -19,6 +19,9 @@ FULL_REFRESH_CONF: Mapping[str, Any] = {
     "max_reject_ratio": 0.5,
     "min_rejects_to_fail": 2,
     "reconcile": False,
+    "mirror_deletes": False,
+    "max_delete_ratio": 0.01,
+    "approve_deletes": False,
 }
 
 

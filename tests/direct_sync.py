@@ -18,10 +18,13 @@ import duckdb
 from mogulflow.chartmogul.client import ChartMogulClient
 from mogulflow.chartmogul.data_sources import ensure_data_source
 from mogulflow.chartmogul.retry import RetryPolicy
+from mogulflow.deletes.plan import decide_without_asking, plan_deletes
+from mogulflow.deletes.run import carry_out_deletes, settle_interrupted_deletes
 from mogulflow.load.entity_step import StepInputs
 from mogulflow.record.account import RunAccount, summarize_run, write_run
 from mogulflow.record.rejects import write_rejects
 from mogulflow.sync import leads_trials as sync
+from mogulflow.values.deletions import Approval, ApprovalDecision
 from mogulflow.values.entities import Entity
 from mogulflow.values.errors import RejectRatioExceeded
 from mogulflow.values.pipelines import LEADS_TRIALS_ACCOUNT
@@ -30,6 +33,7 @@ from mogulflow.values.run_summary import RunSummary
 from mogulflow.values.step_reports import LoadReport
 from mogulflow.warehouse import staging
 from mogulflow.warehouse.connection import Warehouse
+from mogulflow.warehouse.deletions import drop_plan
 
 DAG_ID = "chartmogul_leads_trials"
 API_KEY = "test-key-abcdef"
@@ -55,9 +59,17 @@ def run_sync_directly(
 
 
 def run_sync_account(
-    warehouse_path: str | Path, client: ChartMogulClient, *, run_id: str, **params: Any
+    warehouse_path: str | Path,
+    client: ChartMogulClient,
+    *,
+    run_id: str,
+    person_answers: ApprovalDecision = ApprovalDecision.REJECTED,
+    **params: Any,
 ) -> RunAccount:
-    """`run_sync_directly`, answering the whole account (summary and details, what alerts read)."""
+    """`run_sync_directly`, answering the whole account (summary and details, what alerts read).
+
+    Deletes the guard holds back get `person_answers` as the answer of the person asked.
+    """
     settings = resolve_settings(
         params, run_id=run_id, dag_id=DAG_ID, data_interval_start=None, data_interval_end=None
     )
@@ -66,6 +78,8 @@ def run_sync_account(
     try:
         report = sync.extract_and_validate(warehouse, settings, data_source_uuid)
         write_rejects(warehouse, settings, report, data_source_uuid)
+        settle_interrupted_deletes(warehouse, client, settings, data_source_uuid)
+        plan = plan_deletes(warehouse, settings, data_source_uuid, report)
         inputs = StepInputs(warehouse, client, settings, data_source_uuid, report)
         loads: dict[Entity, LoadReport | None] = {}
         failures: list[str] = []
@@ -85,9 +99,14 @@ def run_sync_account(
             except RejectRatioExceeded:
                 loads[entity] = None
                 failures.append(f"task {task_id} did not finish")
-        account = summarize_run(settings, LEADS_TRIALS_ACCOUNT, report, loads, task_failures=failures)
+        approval = decide_without_asking(plan, settings) or Approval(person_answers, by="a person")
+        deletes = carry_out_deletes(warehouse, client, settings, data_source_uuid, approval)
+        account = summarize_run(
+            settings, LEADS_TRIALS_ACCOUNT, report, loads, task_failures=failures, deletes=deletes
+        )
         write_run(warehouse, account, data_source=(settings.data_source_name, data_source_uuid))
         staging.remove_run(warehouse, DAG_ID, run_id)
+        drop_plan(warehouse, run_id=run_id)
     finally:
         warehouse.close()
     return account

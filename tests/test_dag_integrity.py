@@ -39,6 +39,9 @@ def test_leads_trials_dag_has_the_contract_params_with_descriptions(dagbag):
         "max_reject_ratio": 0.05,
         "min_rejects_to_fail": 2,
         "reconcile": False,
+        "mirror_deletes": False,
+        "max_delete_ratio": 0.01,
+        "approve_deletes": False,
     }
     for name, default in expected.items():
         assert params[name] == default, name
@@ -58,12 +61,16 @@ def test_leads_trials_tasks_run_in_the_stand_up_order(dagbag):
         "import_trial_invoices",
         "sync_lead_attributes",
         "sync_lead_tags",
+        "delete_objects",
         "record_run",
         "reconcile_with_chartmogul",
     ]
-    assert set(order) == set(dag.task_ids)
-    for before, after in itertools.pairwise(order):
-        assert after in dag.get_task(before).downstream_task_ids, (before, after)
+    # The deletes are planned (and, when the guard says so, approved) while the loads run.
+    deletes = ["extract_and_validate", "plan_deletes", "approve_deletes", "delete_objects"]
+    assert set(order) | set(deletes) == set(dag.task_ids)
+    for chain in (order, deletes):
+        for before, after in itertools.pairwise(chain):
+            assert after in dag.get_task(before).downstream_task_ids, (before, after)
 
 
 def test_tasks_that_write_to_chartmogul_run_in_the_chartmogul_api_pool(dagbag):
@@ -75,6 +82,7 @@ def test_tasks_that_write_to_chartmogul_run_in_the_chartmogul_api_pool(dagbag):
         "import_trial_invoices",
         "sync_lead_attributes",
         "sync_lead_tags",
+        "delete_objects",
         "reconcile_with_chartmogul",  # reads only, but through the same API budget
     ):
         assert dag.get_task(task_id).pool == "chartmogul_api", task_id

@@ -15,6 +15,7 @@ from mogulflow.values.constants import (
     DEFAULT_DATA_SOURCE_NAME,
     DEFAULT_LOOKUP_INTERVAL_SECONDS,
     DEFAULT_LOOKUP_TIMEOUT_SECONDS,
+    DEFAULT_MAX_DELETE_RATIO,
     DEFAULT_MAX_REJECT_RATIO,
     DEFAULT_MIN_REJECTS_TO_FAIL,
     POOL_NAME,
@@ -115,6 +116,31 @@ def leads_trials_params() -> dict[str, Param]:
             "run. Below it (e.g. 1 bad plan of 15 on a nightly window: 6.7%) the entity is loaded, the run "
             "ends success_with_rejects and the rejects alert fires; from it on, the ratio decides as before. "
             "1 = fail on any share above the ratio (the behaviour before this param).",
+        ),
+        "mirror_deletes": Param(
+            False,
+            type="boolean",
+            title="Mirror deletes",
+            description="With full refresh only: delete from ChartMogul what mogulflow created and the "
+            "source no longer holds (a customer whose lead_id left `leads`, with its invoices; an invoice "
+            "whose trial_id left `trials`). Rejected rows count as present; merged customers, other data "
+            "sources and what mogulflow did not create are never deleted. See docs/deletes.md.",
+        ),
+        "max_delete_ratio": Param(
+            DEFAULT_MAX_DELETE_RATIO,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Max delete ratio",
+            description="Above this share of the customers mogulflow synced in the data source (or on an "
+            "empty extract), mirror deletes wait for a person's approval in Browse → Required actions.",
+        ),
+        "approve_deletes": Param(
+            False,
+            type="boolean",
+            title="Approve deletes",
+            description="Approve this run's mirror deletes in advance (airflow dags test, scripted "
+            "backfills): the guard does not wait for a person.",
         ),
         "reconcile": Param(
             False,

@@ -62,6 +62,8 @@ class AlertKind(enum.StrEnum):
     FAILED = "failed"
     REJECTS = "rejects"
     LATE = "late"
+    APPROVAL = "approval"  # a run's deletes wait for a person (sent by the approve_deletes task)
+    DELETES = "deletes"  # a successful run left something about deletes for a person to handle
 
 
 @dataclass(frozen=True)
@@ -115,10 +117,55 @@ def _counts_lines(account: RunAccount) -> list[str]:
             f"{entity}: extracted {c.extracted} = created {c.created} + updated {c.updated} + "
             f"unchanged {c.unchanged} + rejected {c.rejected} + failed {c.failed}"
         )
+    lines += deletes_lines(account)
     for entity, rules in account.details.rejects_by_rule.items():
         by_rule = ", ".join(f"{rule} ×{count}" for rule, count in sorted(rules.items(), key=lambda r: -r[1]))
         lines.append(f"{entity} rejected by rule: {by_rule}")
     return lines
+
+
+def deletes_lines(account: RunAccount) -> list[str]:
+    """What the run deleted, would delete, kept back or leaves to a person, one line each."""
+    details = account.details
+    lines = []
+    deleted = {entity: c.deleted for entity, c in account.summary.counts.items() if c.deleted}
+    if deleted:
+        examples = "; ".join(
+            f"{entity}: {', '.join(ids)}" for entity, ids in details.deleted_ids.items() if ids
+        )
+        lines.append(
+            "deleted from ChartMogul (see mogulflow_deletions): "
+            + ", ".join(f"{entity} {count}" for entity, count in deleted.items())
+            + (f" (e.g. {examples})" if examples else "")
+        )
+    for entity, ids in details.would_delete.items():
+        lines.append(f"dry run, would delete {entity}: {', '.join(ids)}")
+    if details.deletes_held_back and details.delete_approval is not None:
+        held_back = details.deletes_held_back
+        lines.append(f"{details.delete_approval.describe()}: {held_back} mirror delete(s) not carried out")
+    if details.erasures_for_a_person:
+        lines.append(
+            "erasures a person must finish (the lead is merged into these customers): "
+            + ", ".join(details.erasures_for_a_person)
+        )
+    lines += [
+        f"delete failed: {error.entity} {error.external_id}: {error.message}"
+        for error in details.delete_errors
+    ]
+    return lines
+
+
+def deletes_alert(dag_id: str, run_id: str, account: RunAccount, base_url: str | None = None) -> Alert | None:
+    """The alert of a successful run that leaves deletes to a person (an erasure of a merged lead, mirror
+    deletes a person rejected); None when it leaves nothing."""
+    details = account.details
+    if not (details.erasures_for_a_person or details.deletes_held_back):
+        return None
+    return Alert(
+        AlertKind.DELETES,
+        f"mogulflow: {dag_id} run {run_id} leaves deletes to a person",
+        (*deletes_lines(account), _where_to_look(dag_id, run_id, base_url)),
+    )
 
 
 def rejects_above(account: RunAccount, threshold: float) -> list[str]:
@@ -247,17 +294,15 @@ class RunAlertNotifier(BaseNotifier):
     def notify(self, context: Any) -> None:
         """Send the alert from a DAG callback (the DAG processor, or `dag.test()`)."""
         alert = self.compose(context)
-        if alert is None:
-            return
-        slack = self._slack_notifier(alert) if _slack_connection_exists(self.slack_conn_id) else None
-        if slack is None:
-            log.warning("%s", alert.line)
-            return
-        try:
-            slack.notify(context)
-            log.info("Alert sent to Slack (%s): %s", self.slack_conn_id, alert.headline)
-        except Exception as error:
-            log.warning("%s | (Slack connection %s failed: %s)", alert.line, self.slack_conn_id, error)
+        if alert is not None:
+            send_alert(alert, context, self.slack_conn_id)
+        if self.kind is AlertKind.REJECTS:  # a successful run may also leave deletes to a person
+            account = _account_from(context, _dag_id_of(context), _run_id_of(context))
+            deletes = (
+                None if account is None else deletes_alert(_dag_id_of(context), _run_id_of(context), account)
+            )
+            if deletes is not None:
+                send_alert(deletes, context, self.slack_conn_id)
 
     async def async_notify(self, context: Any) -> None:
         """Send the alert from the triggerer (a deadline's `AsyncCallback`)."""
@@ -275,15 +320,41 @@ class RunAlertNotifier(BaseNotifier):
             log.warning("%s | (Slack connection %s failed: %s)", alert.line, self.slack_conn_id, error)
 
     def _slack_notifier(self, alert: Alert) -> BaseNotifier | None:
-        try:
-            from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
-        except ImportError:
-            log.warning(
-                "Connection %s exists but the Slack provider is missing: pip install mogulflow[slack]",
-                self.slack_conn_id,
-            )
-            return None
-        return SlackWebhookNotifier(slack_webhook_conn_id=self.slack_conn_id, text=alert.text)
+        return _slack_notifier(alert, self.slack_conn_id)
+
+
+def _slack_notifier(alert: Alert, slack_conn_id: str) -> BaseNotifier | None:
+    try:
+        from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+    except ImportError:
+        log.warning(
+            "Connection %s exists but the Slack provider is missing: pip install mogulflow[slack]",
+            slack_conn_id,
+        )
+        return None
+    return SlackWebhookNotifier(slack_webhook_conn_id=slack_conn_id, text=alert.text)
+
+
+def send_alert(alert: Alert, context: Any, slack_conn_id: str = SLACK_CONN_ID) -> None:
+    """Send one alert: to Slack when the connection exists, else (or when Slack fails) a WARNING line."""
+    slack = _slack_notifier(alert, slack_conn_id) if _slack_connection_exists(slack_conn_id) else None
+    if slack is None:
+        log.warning("%s", alert.line)
+        return
+    try:
+        slack.notify(context)
+        log.info("Alert sent to Slack (%s): %s", slack_conn_id, alert.headline)
+    except Exception as error:
+        log.warning("%s | (Slack connection %s failed: %s)", alert.line, slack_conn_id, error)
+
+
+def _dag_id_of(context: Mapping[str, Any]) -> str:
+    dag_run = context.get("dag_run")
+    return getattr(dag_run, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
+
+
+def _run_id_of(context: Mapping[str, Any]) -> str:
+    return getattr(context.get("dag_run"), "run_id", None) or str(context.get("run_id", "?"))
 
 
 def _account_from(context: Mapping[str, Any], dag_id: str, run_id: str) -> RunAccount | None:

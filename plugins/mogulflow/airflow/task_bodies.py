@@ -51,6 +51,7 @@ from mogulflow.record.account import RunAccount, summarize_run, write_run
 from mogulflow.record.rejects import write_rejects
 from mogulflow.sync import leads_trials
 from mogulflow.values.constants import DEFAULT_DATA_SOURCE_NAME, SAMPLE_SIZE
+from mogulflow.values.deletions import DeleteReport
 from mogulflow.values.entities import Entity
 from mogulflow.values.errors import SetupError
 from mogulflow.values.json_form import Json, from_json, to_json
@@ -59,6 +60,7 @@ from mogulflow.values.run_settings import MergeSettings, RunSettings
 from mogulflow.values.step_reports import ExtractReport, LoadReport
 from mogulflow.warehouse import staging
 from mogulflow.warehouse.connection import Warehouse
+from mogulflow.warehouse.deletions import drop_plan
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +216,7 @@ def record_run(
     extract_task: str,
     load_tasks: Mapping[Entity, str],
     also_required: Sequence[str],
+    delete_task: str | None = None,
 ) -> dict[str, str]:
     """Add up the run, write mogulflow_runs, fail the run if anything failed.
 
@@ -224,7 +227,8 @@ def record_run(
     context = get_current_context()
     ti = context["ti"]
     run = _settings_or_unresolved(pipeline, settings)
-    required = ("resolve_window", *also_required, extract_task, *load_tasks.values())
+    deleting = () if delete_task is None else (delete_task,)
+    required = ("resolve_window", *also_required, extract_task, *load_tasks.values(), *deleting)
     pulled = {name: ti.xcom_pull(task_ids=name) for name in (data_source_task, *required)}
     pulled["resolve_window"] = settings
     failures = [_did_not_finish(ti, name) for name in required if pulled[name] is None]
@@ -233,14 +237,18 @@ def record_run(
         entity: None if pulled[name] is None else from_json(LoadReport, pulled[name])
         for entity, name in load_tasks.items()
     }
-    account = summarize_run(run, pipeline.account, extract, loads, task_failures=failures)
+    deletes = None
+    if delete_task is not None and pulled[delete_task] is not None:
+        deletes = from_json(DeleteReport, pulled[delete_task])
+    account = summarize_run(run, pipeline.account, extract, loads, task_failures=failures, deletes=deletes)
     # The account in XCom first, where the DAG's alerts read its counts, even if the write fails.
     ti.xcom_push(key=ACCOUNT_XCOM_KEY, value=to_json(account))
     warehouse = open_warehouse()
     try:
         write_run(warehouse, account, data_source=(run.data_source_name, pulled[data_source_task]))
-        if not account.failed:  # a failed run keeps its parts: its cleared tasks read them again
+        if not account.failed:  # a failed run keeps its parts (and planned deletes): cleared tasks read them
             staging.remove_run(warehouse, run.dag_id, run.run_id)
+            drop_plan(warehouse, run_id=run.run_id)
     finally:
         warehouse.close()
     if account.failed:

@@ -21,6 +21,7 @@ from types import ModuleType
 
 from airflow.sdk import XComArg, task
 
+from mogulflow.airflow.delete_approval import DeleteApprovalOperator
 from mogulflow.airflow.lineage import (
     CHARTMOGUL_CUSTOMER_MERGES,
     CHARTMOGUL_CUSTOMERS,
@@ -42,6 +43,13 @@ def _bodies() -> ModuleType:
     from mogulflow.airflow import task_bodies
 
     return task_bodies
+
+
+def _delete_bodies() -> ModuleType:
+    """The deletes' task bodies, imported as `_bodies` is."""
+    from mogulflow.airflow import delete_bodies
+
+    return delete_bodies
 
 
 # ---- the tasks every sync-shaped DAG shares ---------------------------------------------------------
@@ -93,11 +101,12 @@ def record_run(
     extract_task: str,
     load_tasks: Mapping[Entity, str],
     also_required: Sequence[str] = (),
+    delete_task: str | None = None,
 ) -> XComArg:
     """The `record_run` task: runs whatever happened upstream, and fails the run if anything failed.
 
     `load_tasks` names the task that loads each entity; `also_required` other tasks that must have
-    succeeded for the run to succeed.
+    succeeded for the run to succeed; `delete_task` the task that deletes (its report is counted).
     """
 
     @task(task_id="record_run", trigger_rule="all_done", retries=0, multiple_outputs=False)
@@ -111,6 +120,7 @@ def record_run(
             extract_task=extract_task,
             load_tasks=load_tasks,
             also_required=also_required,
+            delete_task=delete_task,
         )
 
     return record_run(settings)
@@ -206,6 +216,44 @@ def sync_lead_attributes(
         )
 
     return sync_lead_attributes(settings, data_source_uuid, report)
+
+
+def plan_deletes(settings: XComInput, data_source_uuid: XComInput, report: XComInput) -> XComArg:
+    """The `plan_deletes` task: what the run deletes (mirror, erasure), and whether a person must approve."""
+
+    @task(task_id="plan_deletes", multiple_outputs=False)
+    def plan_deletes(settings: Json, data_source_uuid: str | None, report: Json) -> Json:
+        """Plan the deletes: customers and invoices mogulflow created that left the source (with
+        mirror_deletes and full_refresh), and the leads of lead_erasures; store the approved set."""
+        return _delete_bodies().plan_deletes(
+            settings=settings, data_source_uuid=data_source_uuid, extract=report
+        )
+
+    return plan_deletes(settings, data_source_uuid, report)
+
+
+def approve_deletes() -> DeleteApprovalOperator:
+    """The `approve_deletes` task: asks a person in Required actions only when the guard says so."""
+    return DeleteApprovalOperator(task_id="approve_deletes", retries=0)
+
+
+def delete_objects(settings: XComInput, data_source_uuid: XComInput, approval: XComInput) -> XComArg:
+    """The `delete_objects` task: runs whatever the loads did (an erasure must not wait for them)."""
+
+    @task(
+        task_id="delete_objects",
+        pool=POOL_NAME,
+        trigger_rule="all_done",
+        multiple_outputs=False,
+        outlets=[CHARTMOGUL_CUSTOMERS, CHARTMOGUL_TRIAL_INVOICES],
+    )
+    def delete_objects(settings: Json, data_source_uuid: str | None, approval: Json = None) -> Json:
+        """Delete what was planned (mirror deletes only as approved); record each in mogulflow_deletions."""
+        return _delete_bodies().delete_objects(
+            settings=settings, data_source_uuid=data_source_uuid, approval=approval
+        )
+
+    return delete_objects(settings, data_source_uuid, approval)
 
 
 def reconcile_after_sync(data_source_uuid: XComInput) -> XComArg:

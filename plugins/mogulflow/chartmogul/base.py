@@ -28,6 +28,7 @@ from mogulflow.chartmogul import invoices as invoice_flows
 from mogulflow.chartmogul.attempts import Attempts, FlowRun
 from mogulflow.chartmogul.flows import (
     CUSTOMERS,
+    INVOICES,
     MAX_PER_PAGE,
     PLANS,
     Call,
@@ -230,6 +231,11 @@ class ClientBase(ABC, Generic[TransportT]):
         return flows.get_object(CUSTOMERS, uuid)
 
     @endpoint
+    def delete_customer(self, uuid: str) -> Flow[None]:
+        """DELETE /v1/customers/{uuid}: the customer and its invoices (raises `NotFoundError` on 404)."""
+        return flows.delete_object(self.settings.retry, CUSTOMERS, uuid)
+
+    @endpoint
     def find_customer(self, data_source_uuid: str, external_id: str) -> Flow[Entry | None]:
         """The customer with this external id in this data source, or None."""
         return flows.find_object(
@@ -351,6 +357,12 @@ class ClientBase(ABC, Generic[TransportT]):
     def delete_invoice(self, uuid: str) -> Flow[None]:
         """DELETE /v1/invoices/{uuid} (raises `NotFoundError` unless our own lost attempt deleted it)."""
         return invoice_flows.delete_invoice(self.settings.retry, uuid)
+
+    @endpoint
+    def delete_invoice_by_uuid(self, uuid: str) -> Flow[None]:
+        """DELETE /v1/invoices/{uuid}; a 404 always raises `NotFoundError`, for the caller to confirm by
+        lookup (`delete_invoice` counts a 404 after its own lost attempt as done)."""
+        return flows.delete_object(self.settings.retry, INVOICES, uuid)
 
     @endpoint
     def add_line_item(self, invoice_uuid: str, line_item: Mapping[str, Any]) -> Flow[Entry]:

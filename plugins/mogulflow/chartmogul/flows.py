@@ -100,6 +100,7 @@ CUSTOMERS = ObjectKind(
     frozenset({"data_source_uuid", "external_id", "attributes"}),
 )
 PLANS = ObjectKind("plan", "/v1/plans", "plans")
+INVOICES = ObjectKind("invoice", "/v1/invoices", "invoices")
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,23 @@ def merge_customers(from_: str | Mapping[str, Any], into: str | Mapping[str, Any
 
 # --------------------------------------------------------------------------------------------
 # Small pure helpers
+
+
+def delete_object(policy: RetryPolicy, kind: ObjectKind, uuid: str) -> Flow[None]:
+    """DELETE one object by uuid, retrying outages; a 404 raises `NotFoundError`, even after an attempt
+    whose answer was lost: only a lookup can tell "our lost attempt deleted it" from "someone else did"
+    or "the uuid was wrong", so the caller looks the object up (`mogulflow.deletes`)."""
+    path = f"{kind.collection}/{segment(uuid)}"
+    waits = policy.waits()
+    for _attempt in range(policy.max_attempts):
+        try:
+            yield Call("DELETE", path, replay_safe=False)
+            return None
+        except TransientError as error:
+            if not error.maybe_applied:
+                raise  # the attempts already retried what surely did not land
+            yield Pause(next(waits))
+    raise TransientError(f"{kind.name} delete kept failing", method="DELETE", path=path)
 
 
 def is_same_object(entry: Mapping[str, Any], data_source_uuid: str, external_id: str) -> bool:

@@ -72,3 +72,16 @@ def optional_sources(warehouse: Warehouse) -> tuple[Entity, ...]:
             continue
         present.append(entity)
     return tuple(present)
+
+
+def ids_of_lead(
+    warehouse: Warehouse, entity: Entity, lead_id: str, *, data_source_uuid: str | None
+) -> set[str]:
+    """The ids of one lead's rows of an entity (its trials), as the entity's extract SQL reads them
+    on a full refresh (an erasure removes what mogulflow keeps about each)."""
+    sql = read_sql(TEMPLATES[entity], warehouse.dialect.name).strip().rstrip(";")
+    frame = warehouse.query_frame(
+        f"SELECT {entity.id_column} AS id FROM ({sql}) AS rows_of_lead WHERE lead_id = :erased_lead_id",
+        {**window_params(Window(None, None, True), data_source_uuid), "erased_lead_id": lead_id},
+    )
+    return {str(value).strip() for value in frame["id"].dropna()}

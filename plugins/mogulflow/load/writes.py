@@ -81,6 +81,7 @@ class RowTarget:
             content_hash=digest,
             payload=payload.fields(),
             source_updated_at=version,
+            created=outcome is RowOutcome.CREATED,  # listed in mogulflow_created: a mirror may delete it
         )
         return WriteResult(outcome, entry)
 

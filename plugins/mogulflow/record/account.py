@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from mogulflow.values.deletions import Approval, DeleteReport
 from mogulflow.values.entities import OPTIONAL_ENTITIES, Entity
 from mogulflow.values.pipelines import AccountRules
 from mogulflow.values.reject_policy import RejectVerdict, describe_rejects, judge_rejects
@@ -43,6 +44,15 @@ class RunDetails:
     lookup: LookupStats | None = None
     # Entities above max_reject_ratio with fewer rejects than min_rejects_to_fail: loaded, alerted on.
     rejects_spared: Mapping[Entity, str] = field(default_factory=dict)
+    # Deletes: the guard's answer, a few ids deleted (or, in a dry run, that would be) per entity, the
+    # deletes that failed, and what a person must handle (erasures of merged leads).
+    delete_approval: Approval | None = None
+    deletes_held_back: int = 0  # mirror deletes planned but not approved
+    deleted_ids: Mapping[Entity, tuple[str, ...]] = field(default_factory=dict)
+    would_delete: Mapping[Entity, tuple[str, ...]] = field(default_factory=dict)
+    delete_errors: tuple[RowError, ...] = ()
+    delete_notes: tuple[str, ...] = ()
+    erasures_for_a_person: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,8 +76,10 @@ def summarize_run(
     *,
     task_failures: Sequence[str] = (),
     finished_at: datetime | None = None,
+    deletes: DeleteReport | None = None,
 ) -> RunAccount:
-    """Add up every entity's rows and decide the run's outcome."""
+    """Add up every entity's rows and decide the run's outcome (and count the deletes, when the DAG
+    deletes: they are objects, not extracted rows, so outside the sum)."""
     counts: dict[Entity, EntityCounts] = {}
     problems: list[str] = list(task_failures)
     rejects_by_rule: dict[Entity, Mapping[str, int]] = {}
@@ -117,6 +129,12 @@ def summarize_run(
             rejects_by_rule[entity] = part.rejects_by_rule
     if extract is None and not problems:
         problems.append("extraction did not finish")
+    notes: tuple[str, ...] = ()
+    if deletes is not None:
+        for entity, deleted in deletes.deleted.items():
+            counts[entity] = replace(counts.get(entity, EntityCounts()), deleted=deleted)
+        problems.extend(deletes.problems)
+        notes = deletes.notes
     rejected = sum(c.rejected for c in counts.values())
     if problems:
         outcome, message = RunOutcome.FAILED, "; ".join(problems)
@@ -127,6 +145,8 @@ def summarize_run(
             message += "; " + "; ".join(f"{entity}: {sentence}" for entity, sentence in spared.items())
     else:
         outcome, message = RunOutcome.SUCCESS, rules.all_done
+    if notes:
+        message += "; " + "; ".join(notes)
     summary = RunSummary(
         run_id=settings.run_id,
         dag_id=settings.dag_id,
@@ -139,6 +159,17 @@ def summarize_run(
         message=message,
     )
     details = RunDetails(rejects_by_rule, api_errors, samples, redated, lookup, spared)
+    if deletes is not None:
+        details = replace(
+            details,
+            delete_approval=deletes.approval,
+            deletes_held_back=deletes.held_back,
+            deleted_ids={} if deletes.dry_run else deletes.samples,
+            would_delete=deletes.samples if deletes.dry_run else {},
+            delete_errors=deletes.errors[:ERRORS_IN_DETAILS],
+            delete_notes=deletes.notes,
+            erasures_for_a_person=deletes.erasures_for_a_person,
+        )
     return RunAccount(summary, details)
 
 
@@ -152,7 +183,8 @@ def write_run(warehouse: Warehouse, account: RunAccount, *, data_source: tuple[s
     for entity, c in summary.counts.items():
         log.log(
             level,
-            "  %-6s extracted %d = created %d + updated %d + unchanged %d + rejected %d + failed %d",
+            "  %-6s extracted %d = created %d + updated %d + unchanged %d + rejected %d + failed %d; "
+            "deleted %d",
             entity,
             c.extracted,
             c.created,
@@ -160,4 +192,5 @@ def write_run(warehouse: Warehouse, account: RunAccount, *, data_source: tuple[s
             c.unchanged,
             c.rejected,
             c.failed,
+            c.deleted,
         )

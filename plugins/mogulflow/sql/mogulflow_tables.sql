@@ -31,18 +31,21 @@ CREATE TABLE IF NOT EXISTS mogulflow_runs (
     leads_updated       BIGINT NOT NULL DEFAULT 0,
     leads_unchanged     BIGINT NOT NULL DEFAULT 0,
     leads_failed        BIGINT NOT NULL DEFAULT 0,
+    leads_deleted       BIGINT NOT NULL DEFAULT 0,  -- objects deleted from ChartMogul: outside extracted's sum
     plans_extracted     BIGINT NOT NULL DEFAULT 0,
     plans_rejected      BIGINT NOT NULL DEFAULT 0,
     plans_created       BIGINT NOT NULL DEFAULT 0,
     plans_updated       BIGINT NOT NULL DEFAULT 0,
     plans_unchanged     BIGINT NOT NULL DEFAULT 0,
     plans_failed        BIGINT NOT NULL DEFAULT 0,
+    plans_deleted       BIGINT NOT NULL DEFAULT 0,
     trials_extracted    BIGINT NOT NULL DEFAULT 0,
     trials_rejected     BIGINT NOT NULL DEFAULT 0,
     trials_created      BIGINT NOT NULL DEFAULT 0,
     trials_updated      BIGINT NOT NULL DEFAULT 0,
     trials_unchanged    BIGINT NOT NULL DEFAULT 0,
     trials_failed       BIGINT NOT NULL DEFAULT 0,
+    trials_deleted      BIGINT NOT NULL DEFAULT 0,
     -- conversions: created = merged, unchanged = already merged, failed = not found in time or API error
     conversions_extracted BIGINT NOT NULL DEFAULT 0,
     conversions_rejected  BIGINT NOT NULL DEFAULT 0,
@@ -50,6 +53,7 @@ CREATE TABLE IF NOT EXISTS mogulflow_runs (
     conversions_updated   BIGINT NOT NULL DEFAULT 0,
     conversions_unchanged BIGINT NOT NULL DEFAULT 0,
     conversions_failed    BIGINT NOT NULL DEFAULT 0,
+    conversions_deleted   BIGINT NOT NULL DEFAULT 0,
     -- attributes and tags (optional tables lead_attributes, lead_tags): 0 when the feature is off
     attributes_extracted  BIGINT NOT NULL DEFAULT 0,
     attributes_rejected   BIGINT NOT NULL DEFAULT 0,
@@ -57,12 +61,14 @@ CREATE TABLE IF NOT EXISTS mogulflow_runs (
     attributes_updated    BIGINT NOT NULL DEFAULT 0,
     attributes_unchanged  BIGINT NOT NULL DEFAULT 0,
     attributes_failed     BIGINT NOT NULL DEFAULT 0,
+    attributes_deleted    BIGINT NOT NULL DEFAULT 0,
     tags_extracted        BIGINT NOT NULL DEFAULT 0,
     tags_rejected         BIGINT NOT NULL DEFAULT 0,
     tags_created          BIGINT NOT NULL DEFAULT 0,
     tags_updated          BIGINT NOT NULL DEFAULT 0,
     tags_unchanged        BIGINT NOT NULL DEFAULT 0,
     tags_failed           BIGINT NOT NULL DEFAULT 0,
+    tags_deleted          BIGINT NOT NULL DEFAULT 0,
     details             TEXT,           -- JSON: rejects by reason, API errors, warnings
     PRIMARY KEY (dag_id, run_id)
 );
@@ -108,4 +114,73 @@ CREATE TABLE IF NOT EXISTS mogulflow_staging (
     data      BLOB NOT NULL,        -- one Parquet file
     staged_at TIMESTAMP NOT NULL,   -- parts of runs never recorded are swept a week later
     PRIMARY KEY (dag_id, run_id, entity, kind, part)
+);
+
+-- What mogulflow created itself, per data source: the only objects a mirror delete may remove.
+-- Written when ChartMogul confirms a create; an object found there already (first contact, "already
+-- exists") is never listed. A row goes when its object is deleted.
+CREATE TABLE IF NOT EXISTS mogulflow_created (
+    entity           TEXT NOT NULL,     -- lead (a customer), plan, trial (an invoice)
+    data_source_uuid TEXT NOT NULL,
+    external_id      TEXT NOT NULL,
+    run_id           TEXT NOT NULL,     -- the run that created it
+    created_at       TIMESTAMP NOT NULL,
+    PRIMARY KEY (entity, data_source_uuid, external_id)
+);
+
+-- One row per object mogulflow deleted from ChartMogul (the audit). An erased lead's id is kept
+-- only hashed (sha256:...), without its uuid.
+CREATE TABLE IF NOT EXISTS mogulflow_deletions (
+    run_id           TEXT NOT NULL,
+    dag_id           TEXT NOT NULL,
+    data_source_uuid TEXT NOT NULL,
+    entity           TEXT NOT NULL,     -- lead (a customer), trial (an invoice)
+    external_id      TEXT NOT NULL,
+    chartmogul_uuid  TEXT,
+    reason           TEXT NOT NULL,     -- mirror, erasure
+    deleted_at       TIMESTAMP NOT NULL,
+    PRIMARY KEY (run_id, data_source_uuid, entity, external_id)
+);
+
+-- The deletes a run planned, and the guard's verdict: the delete step deletes nothing outside
+-- them (a retried or resumed task reads the same set). Removed with the run's other working rows.
+CREATE TABLE IF NOT EXISTS mogulflow_delete_plan (
+    run_id           TEXT NOT NULL,
+    dag_id           TEXT NOT NULL,
+    data_source_uuid TEXT NOT NULL,
+    entity           TEXT NOT NULL,     -- lead, trial
+    external_id      TEXT NOT NULL,
+    chartmogul_uuid  TEXT,              -- a hint: every delete looks the object up first
+    customer_external_id TEXT,          -- an invoice's lead
+    reason           TEXT NOT NULL,     -- mirror, erasure
+    planned_at       TIMESTAMP NOT NULL,
+    PRIMARY KEY (run_id, data_source_uuid, entity, external_id)
+);
+
+-- The fact that a lead was erased, and nothing else about it: its id hashed (sha256:...).
+CREATE TABLE IF NOT EXISTS mogulflow_erasures (
+    lead_hash        TEXT NOT NULL,
+    data_source_uuid TEXT NOT NULL,
+    requested_at     TIMESTAMP,
+    erased_at        TIMESTAMP NOT NULL,
+    run_id           TEXT NOT NULL,
+    outcome          TEXT NOT NULL,     -- erased; needs_person (merged into another customer)
+    note             TEXT,              -- for needs_person: the merged customer's uuid
+    PRIMARY KEY (lead_hash, data_source_uuid)
+);
+
+-- Each time the guard asked a person to approve a run's mirror deletes, and the answer (for the
+-- monitoring page: a row without an answer is a pending approval).
+CREATE TABLE IF NOT EXISTS mogulflow_approvals (
+    run_id           TEXT NOT NULL,
+    dag_id           TEXT NOT NULL,
+    data_source_uuid TEXT NOT NULL,
+    asked_at         TIMESTAMP NOT NULL,
+    customers        BIGINT NOT NULL,   -- what the person was asked about
+    invoices         BIGINT NOT NULL,
+    reasons          TEXT NOT NULL,
+    decision         TEXT,              -- approved, rejected, timed_out; null while pending
+    answered_by      TEXT,
+    answered_at      TIMESTAMP,
+    PRIMARY KEY (dag_id, run_id)
 );

@@ -59,6 +59,7 @@ from mogulflow.values.run_settings import RunSettings
 from mogulflow.values.step_reports import ExtractReport, LoadReport, StagedExtract
 from mogulflow.warehouse import staging
 from mogulflow.warehouse.connection import Warehouse
+from mogulflow.warehouse.deletions import read_erasure_requests
 from mogulflow.warehouse.own_tables import ensure_tables
 from mogulflow.warehouse.parquet_parts import iter_frames, read_frame
 from mogulflow.warehouse.sync_state import (
@@ -95,15 +96,21 @@ def extract_and_validate(
     now = settings.started_at
     run_staging = staging.for_run(warehouse, settings.dag_id, settings.run_id)
 
+    # Leads named in lead_erasures are never read again, nor their trials: the delete step erases them.
+    erased = {request.lead_id for request in read_erasure_requests(warehouse)}
+
     def chunks(entity: Entity) -> Iterator[pd.DataFrame]:
         # The validators normalise chunk by chunk: a raw extract never sits in memory whole.
-        return iter_entity_chunks(
+        found = iter_entity_chunks(
             warehouse,
             entity,
             settings.window,
             data_source_uuid=data_source_uuid,
             chunk_rows=EXTRACT_CHUNK_ROWS,
         )
+        if not erased or entity not in (Entity.LEAD, Entity.TRIAL):
+            return found
+        return (_without_erased(chunk, erased) for chunk in found)
 
     def validate(entity: Entity, rows: Iterable[pd.DataFrame], rules: Sequence[Rule]) -> Validation:
         # Valid rows are staged chunk by chunk as they pass: the whole extract never sits in memory.
@@ -170,6 +177,13 @@ def extract_and_validate(
             f": {dict(part.rejects_by_rule)}" if part.rejected else "",
         )
     return report
+
+
+def _without_erased(rows: pd.DataFrame, erased: set[str]) -> pd.DataFrame:
+    """The rows whose lead is not named in lead_erasures."""
+    lead_ids = rows["lead_id"].astype("string").str.strip()
+    keep = ~lead_ids.isin(list(erased)).fillna(False)
+    return rows if keep.all() else rows.loc[keep.to_numpy()].reset_index(drop=True)
 
 
 # ---- the three loads ----------------------------------------------------------------------------

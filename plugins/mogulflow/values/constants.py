@@ -30,6 +30,10 @@ DEFAULT_MIN_REJECTS_TO_FAIL = 2
 # The merge DAG's wait: how often to look for a paying customer, and for how long.
 DEFAULT_LOOKUP_INTERVAL_SECONDS = 60.0
 DEFAULT_LOOKUP_TIMEOUT_SECONDS = 1200.0
+# Mirror deletes: above this share of the customers mogulflow synced in a data source, a person approves.
+DEFAULT_MAX_DELETE_RATIO = 0.01
+# How long a run waits for that person; no answer in time is a rejection (and an alert).
+DEFAULT_APPROVAL_TIMEOUT_HOURS = 12.0
 
 # ---- mogulflow's own tables (declared in mogulflow/sql/mogulflow_tables.sql) -------------------------
 RUNS_TABLE = "mogulflow_runs"
@@ -37,6 +41,14 @@ REJECTS_TABLE = "mogulflow_rejects"
 STATE_TABLE = "mogulflow_sync_state"
 RECONCILIATION_TABLE = "mogulflow_reconciliation"
 STAGING_TABLE = "mogulflow_staging"
+# What mogulflow created itself (the only objects a mirror may delete), and the deletes' audit.
+CREATED_TABLE = "mogulflow_created"
+DELETIONS_TABLE = "mogulflow_deletions"
+DELETE_PLAN_TABLE = "mogulflow_delete_plan"
+ERASURES_TABLE = "mogulflow_erasures"
+APPROVALS_TABLE = "mogulflow_approvals"
+# The optional source table of erasure requests (the contract's `lead_erasures`).
+LEAD_ERASURES_TABLE = "lead_erasures"
 
 # ---- how much detail a run keeps -----------------------------------------------------------------
 # How many row errors a report carries to the run's account (the rest are in the task log).

@@ -18,6 +18,7 @@ from mogulflow.values.constants import (
     DEFAULT_DATA_SOURCE_NAME,
     DEFAULT_LOOKUP_INTERVAL_SECONDS,
     DEFAULT_LOOKUP_TIMEOUT_SECONDS,
+    DEFAULT_MAX_DELETE_RATIO,
     DEFAULT_MAX_REJECT_RATIO,
     DEFAULT_MIN_REJECTS_TO_FAIL,
 )
@@ -45,6 +46,12 @@ class RunSettings:
     max_reject_ratio: float
     # An entity's rejects fail the run only from this many rows on (and above max_reject_ratio).
     min_rejects_to_fail: int = DEFAULT_MIN_REJECTS_TO_FAIL
+    # Delete what mogulflow created and the source no longer holds (only ever with a full refresh).
+    mirror_deletes: bool = False
+    # Above this share of the synced customers, mirror deletes wait for a person's approval...
+    max_delete_ratio: float = DEFAULT_MAX_DELETE_RATIO
+    # ...unless the run's conf approved them in advance (`airflow dags test`, scripted backfills).
+    approve_deletes: bool = False
 
     @classmethod
     def unresolved(cls, run_id: str, dag_id: str, data_source_name: str, *, at: datetime) -> RunSettings:
@@ -178,6 +185,12 @@ def resolve_settings(
         raise SetupError(
             f"param 'min_rejects_to_fail' must be a whole number of rows (0 or more), found {floor}"
         )
+    delete_ratio = _number(params, "max_delete_ratio", DEFAULT_MAX_DELETE_RATIO)
+    if not 0 <= delete_ratio <= 1:
+        raise SetupError(f"param 'max_delete_ratio' must be between 0 and 1, found {delete_ratio}")
+    mirror = _as_bool(params.get("mirror_deletes", False))
+    if mirror and not window.full_refresh:
+        log.info("mirror_deletes acts only with full_refresh: this run deletes nothing that left the source.")
     return RunSettings(
         run_id=run_id,
         dag_id=dag_id,
@@ -187,6 +200,9 @@ def resolve_settings(
         data_source_name=str(params.get("data_source_name") or DEFAULT_DATA_SOURCE_NAME).strip(),
         max_reject_ratio=ratio,
         min_rejects_to_fail=int(floor),
+        mirror_deletes=mirror and window.full_refresh,
+        max_delete_ratio=delete_ratio,
+        approve_deletes=_as_bool(params.get("approve_deletes", False)),
     )
 
 

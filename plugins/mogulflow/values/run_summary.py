@@ -21,6 +21,9 @@ class EntityCounts:
     updated: int = 0
     unchanged: int = 0
     failed: int = 0
+    # Objects deleted from ChartMogul (gone from the source, or erased): not extracted rows, so
+    # outside the sum below.
+    deleted: int = 0
 
     @property
     def accounted(self) -> int:

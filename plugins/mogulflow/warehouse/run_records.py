@@ -25,7 +25,7 @@ RUN_COLUMN_PREFIX = {
     Entity.ATTRIBUTE: "attributes",
     Entity.TAG: "tags",
 }
-COUNT_FIELDS = ("extracted", "rejected", "created", "updated", "unchanged", "failed")
+COUNT_FIELDS = ("extracted", "rejected", "created", "updated", "unchanged", "failed", "deleted")
 
 
 def record_rejects(

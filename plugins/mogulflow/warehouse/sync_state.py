@@ -20,6 +20,7 @@ import pandas as pd
 from mogulflow.values.constants import STATE_TABLE
 from mogulflow.values.entities import Entity
 from mogulflow.warehouse.connection import Warehouse, naive_utc
+from mogulflow.warehouse.created_objects import remember_created
 from mogulflow.warehouse.json_columns import as_json_text, from_json_text
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class StateEntry:
     content_hash: str | None = None
     payload: Mapping[str, Any] | None = None  # the fields last sent (or meant to be sent)
     source_updated_at: datetime | None = None  # the version of the source row this entry reflects
+    # ChartMogul confirmed mogulflow created the object in this write (`mogulflow_created` lists it).
+    created: bool = False
 
 
 SyncState = Mapping[str, StateEntry]  # one entity's entries in one data source, by external id
@@ -78,21 +81,22 @@ def load_state(warehouse: Warehouse, entity: Entity, data_source_uuid: str) -> d
         "WHERE entity = :entity AND data_source_uuid = :data_source_uuid",
         {"entity": str(entity), "data_source_uuid": data_source_uuid},
     )
-    entries: dict[str, StateEntry] = {}
-    for row in frame.itertuples(index=False):
-        entries[row.external_id] = StateEntry(
-            entity=entity,
-            data_source_uuid=row.data_source_uuid,
-            external_id=row.external_id,
-            chartmogul_uuid=_none_if_missing(row.chartmogul_uuid),
-            content_hash=_none_if_missing(row.content_hash),
-            payload=from_json_text(row.payload),  # type: ignore[arg-type]
-            status=SyncStatus(row.status),
-            synced_at=row.synced_at,
-            run_id=row.run_id,
-            source_updated_at=_none_if_missing(row.source_updated_at),
-        )
-    return entries
+    return {row.external_id: _entry_of(entity, row) for row in frame.itertuples(index=False)}
+
+
+def _entry_of(entity: Entity, row: Any) -> StateEntry:
+    return StateEntry(
+        entity=entity,
+        data_source_uuid=row.data_source_uuid,
+        external_id=row.external_id,
+        chartmogul_uuid=_none_if_missing(row.chartmogul_uuid),
+        content_hash=_none_if_missing(row.content_hash),
+        payload=from_json_text(row.payload),  # type: ignore[arg-type]
+        status=SyncStatus(row.status),
+        synced_at=row.synced_at,
+        run_id=row.run_id,
+        source_updated_at=_none_if_missing(row.source_updated_at),
+    )
 
 
 def ids_with_status(
@@ -143,6 +147,14 @@ def save_state(warehouse: Warehouse, entries: Sequence[StateEntry]) -> None:
         for e in latest.values()
     ]
     warehouse.upsert_rows(STATE_TABLE, _COLUMNS, rows, key=("entity", "data_source_uuid", "external_id"))
+    created = [e for e in latest.values() if e.created]
+    if created:
+        remember_created(
+            warehouse,
+            ((e.entity, e.data_source_uuid, e.external_id) for e in created),
+            run_id=created[0].run_id,
+            at=created[0].synced_at,
+        )
 
 
 def checkpoint_to(warehouse: Warehouse) -> Callable[[Sequence[StateEntry]], None]:
@@ -251,7 +263,30 @@ def mark_for_resend(
     return len(marked)
 
 
-# ---- first contact ------------------------------------------------------------------------------
+# ---- deletes and erasures ------------------------------------------------------------------------
+
+
+def entries_in_every_source(warehouse: Warehouse, entity: Entity, external_id: str) -> list[StateEntry]:
+    """The entries of one external id in every data source (an erasure reads what was sent)."""
+    frame = warehouse.query_frame(
+        f"SELECT {', '.join(_COLUMNS)} FROM {STATE_TABLE} "
+        "WHERE entity = :entity AND external_id = :external_id",
+        {"entity": str(entity), "external_id": external_id},
+    )
+    return [_entry_of(entity, row) for row in frame.itertuples(index=False)]
+
+
+def forget_entries(
+    warehouse: Warehouse, entity: Entity, external_ids: Collection[str], *, data_source_uuid: str | None
+) -> None:
+    """Remove the entries of objects deleted from ChartMogul (one data source), or of an erased lead
+    (every data source: `data_source_uuid` None), so that nothing of them stays in the state."""
+    scope = "" if data_source_uuid is None else " AND data_source_uuid = :ds"
+    for external_id in external_ids:
+        warehouse.execute(
+            f"DELETE FROM {STATE_TABLE} WHERE entity = :entity AND external_id = :external_id{scope}",
+            {"entity": str(entity), "external_id": external_id, "ds": data_source_uuid},
+        )
 
 
 # ---- values as the warehouse holds them ------------------------------------------------------------

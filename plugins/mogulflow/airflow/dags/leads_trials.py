@@ -44,6 +44,12 @@ answered. The run fails when rows failed, or when an entity's reject share is ab
 `max_reject_ratio` with at least `min_rejects_to_fail` rejected rows (that entity is not loaded);
 fewer rejects end `success_with_rejects`, with an alert.
 
+Deletes (docs/deletes.md): with `mirror_deletes` and `full_refresh`, `plan_deletes` finds what
+mogulflow created that left the source; above `max_delete_ratio` (or on an empty extract)
+`approve_deletes` asks a person in **Browse → Required actions** (`approve_deletes` in the conf
+approves in advance); `delete_objects` deletes the approved set and every lead of `lead_erasures`,
+each in **`mogulflow_deletions`**.
+
 With `reconcile` true, `reconcile_with_chartmogul` then compares the data source with the warehouse
 and records the differences in **`mogulflow_reconciliation`** (see `chartmogul_reconcile`).
 
@@ -79,6 +85,9 @@ def chartmogul_leads_trials() -> DAG:
         invoices = tasks.import_trial_invoices(settings, data_source_uuid, report)
         attributes = tasks.sync_lead_attributes(settings, data_source_uuid, report, entity=Entity.ATTRIBUTE)
         tags = tasks.sync_lead_attributes(settings, data_source_uuid, report, entity=Entity.TAG)
+        planned = tasks.plan_deletes(settings, data_source_uuid, report)
+        approval = tasks.approve_deletes()
+        deleted = tasks.delete_objects(settings, data_source_uuid, approval.output)
         account = tasks.record_run(
             LEADS_TRIALS,
             settings,
@@ -91,12 +100,17 @@ def chartmogul_leads_trials() -> DAG:
                 Entity.ATTRIBUTE: "sync_lead_attributes",
                 Entity.TAG: "sync_lead_tags",
             },
-            also_required=("preflight",),
+            also_required=("preflight", "plan_deletes"),
+            delete_task="delete_objects",
         )
         settings >> checked >> data_source_uuid
         rejects >> plans >> customers >> invoices >> attributes >> tags >> account
         customers >> attributes  # they run once the customers are done, whatever the invoices did
-        [checked, data_source_uuid, report, rejects, plans, customers, invoices, attributes] >> account
+        planned >> approval
+        planned >> plans  # the loads read the sync state once interrupted deletes are settled
+        [invoices, tags] >> deleted >> account
+        [checked, data_source_uuid, report, rejects, plans, customers, invoices] >> account
+        [attributes, planned] >> account
         account >> tasks.reconcile_after_sync(data_source_uuid)  # after a recorded, successful sync only
 
     return chartmogul_leads_trials()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from mogulflow.monitor.queries.deletions import Deletions, deletions
 from mogulflow.monitor.queries.funnel import Funnel, lead_funnel
 from mogulflow.monitor.queries.merges import ChartMogulMerge, chartmogul_merges
 from mogulflow.monitor.queries.periods import Grain, Period
@@ -44,6 +45,8 @@ class Overview:
     has_runs_table: bool = True
     # Leads ChartMogul merged on its own, and how the merge DAG counted them.
     chartmogul_merges: tuple[ChartMogulMerge, ...] = ()
+    # What the runs deleted from ChartMogul, approvals a person owes, erasures a person must finish.
+    deletions: Deletions = field(default_factory=Deletions)
 
 
 def overview(
@@ -68,4 +71,5 @@ def overview(
         reconciliation=reconciliation,
         has_runs_table=warehouse.table_exists(RUNS_TABLE),
         chartmogul_merges=chartmogul_merges(warehouse, reconciliation, data_source_uuid=data_source_uuid),
+        deletions=deletions(warehouse, period, data_source_uuid=data_source_uuid),
     )
