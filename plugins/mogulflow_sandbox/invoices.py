@@ -324,6 +324,13 @@ class InvoiceStore(RecordStore[InvoiceRecord]):
         """Take back the subscription uuids `subscriptions_to_storage` wrote."""
         self._subscription_uuids = {(ds, ext): sub for ds, ext, sub in subscriptions}
 
+    def note_subscriptions(self, record: InvoiceRecord) -> None:
+        """Remember the subscription uuids of an invoice added as it is (`SandboxState.add_records`)."""
+        for item in record.line_items:
+            if item.subscription_external_id is not None and item.subscription_uuid is not None:
+                key = (record.data_source_uuid, item.subscription_external_id)
+                self._subscription_uuids.setdefault(key, item.subscription_uuid)
+
     def _keep(self, record: InvoiceRecord) -> None:
         self._records[record.uuid] = record
         self._by_external_id[(record.data_source_uuid, record.external_id)] = record.uuid
