@@ -78,7 +78,7 @@ class StampingTransport(httpx.HTTPTransport):
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory (VmHWM: `ru_maxrss` keeps the forking parent's peak across exec)."""
+    """This process's peak resident memory (VmHWM: `ru_maxrss` keeps a forking parent's peak)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
@@ -93,9 +93,13 @@ def serve_sandbox(warehouse: Path, port_file: Path) -> None:
     from mogulflow_sandbox import Faults, SandboxServer
 
     faults = Faults(
-        rate_limit_per_second=API_RATE_LIMIT, max_parallel=API_MAX_CONNECTIONS, latency_seconds=LATENCY_SECONDS
+        rate_limit_per_second=API_RATE_LIMIT,
+        max_parallel=API_MAX_CONNECTIONS,
+        latency_seconds=LATENCY_SECONDS,
     )
-    server = SandboxServer(port=0, api_key=KEY, faults=faults, json_import_delay_seconds=JSON_IMPORT_DELAY_SECONDS)
+    server = SandboxServer(
+        port=0, api_key=KEY, faults=faults, json_import_delay_seconds=JSON_IMPORT_DELAY_SECONDS
+    )
     started = time.monotonic()
     added = million_account.seed_sandbox(server.state, warehouse)
     seeded = time.monotonic() - started
@@ -160,7 +164,10 @@ def run_task(job: dict[str, Any]) -> dict[str, Any]:
                 inputs = StepInputs(warehouse, client, settings, job["data_source_uuid"], report)
                 loaded = sync.load_entity(inputs, Entity(step))
                 figures.update(
-                    created=loaded.created, updated=loaded.updated, unchanged=loaded.unchanged, failed=loaded.failed
+                    created=loaded.created,
+                    updated=loaded.updated,
+                    unchanged=loaded.unchanged,
+                    failed=loaded.failed,
                 )
     finally:
         warehouse.close()
@@ -215,7 +222,9 @@ def measure(folder: Path, leads: int, changed_every: int, parts: set[str]) -> di
         figures["seed_sandbox_seconds"] = served["seconds"]
         job = {"warehouse": str(warehouse), "url": served["url"]}
         if "reconcile" in parts:
-            figures["reconcile"] = run_child_task({**job, "step": "reconcile", "run_id": "reconcile-1m"}, folder)
+            figures["reconcile"] = run_child_task(
+                {**job, "step": "reconcile", "run_id": "reconcile-1m"}, folder
+            )
         if "nightly" in parts:
             changed = million_account.change_rows(warehouse, changed_every)
             figures["changed"] = {"leads": changed[0], "trials": changed[1]}
@@ -259,7 +268,9 @@ def judge(figures: dict[str, Any]) -> list[str]:
     if reconcile:
         at_pace = reconcile["requests"] / reconcile["configured_rps"]
         if reconcile["seconds"] >= GOAL_RECONCILE_OVER_LISTING * at_pace:
-            missed.append(f"reconcile {reconcile['seconds']:.0f} s >= 1.5x its listing at pace ({at_pace:.0f} s)")
+            missed.append(
+                f"reconcile {reconcile['seconds']:.0f} s >= 1.5x its listing at pace ({at_pace:.0f} s)"
+            )
         if reconcile["peak_rss_mib"] >= GOAL_PEAK_MIB:
             missed.append(f"reconcile peaked at {reconcile['peak_rss_mib']:.0f} MiB")
     return missed

@@ -66,7 +66,8 @@ def build_warehouse(path: Path, leads: int) -> None:
             INSERT INTO trials SELECT printf('trial_%07d', i), printf('lead_%07d', i),
                 'plan_' || (i % {PLANS}),
                 printf('sub_%07d', i), TIMESTAMP '2025-01-02' + INTERVAL (i % 5000) MINUTE,
-                TIMESTAMP '2025-01-16' + INTERVAL (i % 5000) MINUTE, 0, 'USD', 1, TIMESTAMP '{SEEDED_UPDATED_AT}'
+                TIMESTAMP '2025-01-16' + INTERVAL (i % 5000) MINUTE, 0, 'USD', 1,
+                TIMESTAMP '{SEEDED_UPDATED_AT}'
             FROM range({leads}) t(i);
             """
         )
@@ -203,7 +204,13 @@ def seed_sandbox(state: Any, warehouse_path: Path) -> int:
             sequence += 1
             plan_uuids[external_id] = uuid
             plans.append(
-                PlanRecord(uuid=uuid, data_source_uuid=DATA_SOURCE_UUID, external_id=external_id, seq=sequence, **fields)
+                PlanRecord(
+                    uuid=uuid,
+                    data_source_uuid=DATA_SOURCE_UUID,
+                    external_id=external_id,
+                    seq=sequence,
+                    **fields,
+                )
             )
         added += state.add_records(plans)
 
@@ -234,7 +241,10 @@ def seed_sandbox(state: Any, warehouse_path: Path) -> int:
             for external_id, uuid, fields in rows("trial"):
                 number = _number(external_id)
                 sequence += 1
-                start, end = _api_time(fields["service_period_start"]), _api_time(fields["service_period_end"])
+                start, end = (
+                    _api_time(fields["service_period_start"]),
+                    _api_time(fields["service_period_end"]),
+                )
                 item = LineItemRecord(
                     uuid=f"li_00000000-0000-4000-8000-{number:012d}",
                     type="trial",

@@ -388,7 +388,9 @@ class SandboxState:
     # -- the fast path (benches) --------------------------------------------------------------------
 
     @_locked
-    def add_records(self, records: Iterable[DataSourceRecord | CustomerRecord | PlanRecord | InvoiceRecord]) -> int:
+    def add_records(
+        self, records: Iterable[DataSourceRecord | CustomerRecord | PlanRecord | InvoiceRecord]
+    ) -> int:
         """Hold records as they are, indexed as if created, without the API's checks or change log.
 
         How a bench seeds an account of a million customers in seconds rather than a million
