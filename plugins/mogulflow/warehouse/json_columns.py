@@ -10,7 +10,6 @@ import json
 
 from mogulflow.values.json_form import Json, to_json
 
-
 # The same text `json.dumps(..., sort_keys=True)` makes, with one encoder for every call.
 _ENCODER = json.JSONEncoder(default=str, sort_keys=True)
 _PLAIN = (str, int, float, bool, type(None))
