@@ -27,7 +27,9 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,6 +56,7 @@ GOAL_PEAK_MIB = 600.0
 GOAL_NIGHTLY_WALL_OVER_PACE = 3.0
 GOAL_RECONCILE_OVER_LISTING = 1.5
 GOAL_REQUESTS_PER_CHANGED_ROW = 2.0
+GOAL_FIRST_LOAD_RATIO = 50.0
 NIGHTLY_TASKS = ("extract", "plan", "lead", "trial")
 # The nightly run's day: the data interval that holds `million_account.CHANGED_AT`.
 DAY_START = datetime(2025, 11, 1, tzinfo=UTC)
@@ -88,8 +91,9 @@ def peak_rss_mib() -> float:
 # ---- the child processes: the sandbox, and one task each -------------------------------------------
 
 
-def serve_sandbox(warehouse: Path, port_file: Path) -> None:
-    """Seed a sandbox from the warehouse's sync state, serve it with ChartMogul's limits until SIGTERM."""
+def serve_sandbox(warehouse: Path | None, port_file: Path) -> None:
+    """Seed a sandbox from the warehouse's sync state (none: an empty account), serve it with
+    ChartMogul's limits until SIGTERM."""
     from mogulflow_sandbox import Faults, SandboxServer
 
     faults = Faults(
@@ -101,7 +105,7 @@ def serve_sandbox(warehouse: Path, port_file: Path) -> None:
         port=0, api_key=KEY, faults=faults, json_import_delay_seconds=JSON_IMPORT_DELAY_SECONDS
     )
     started = time.monotonic()
-    added = million_account.seed_sandbox(server.state, warehouse)
+    added = million_account.seed_sandbox(server.state, warehouse) if warehouse else 0
     seeded = time.monotonic() - started
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -110,8 +114,63 @@ def serve_sandbox(warehouse: Path, port_file: Path) -> None:
         stop.wait()
 
 
+class PeakSampler(threading.Thread):
+    """Samples this process's RSS every few milliseconds and notes what the main thread was running
+    at the highest sample: where the peak is (tracemalloc does not see DuckDB's or numpy's memory)."""
+
+    def __init__(self, every: float = 0.01) -> None:
+        super().__init__(daemon=True)
+        self.every, self.peak_mib, self.at = every, 0.0, ""
+        self.main = threading.main_thread().ident
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        status = Path("/proc/self/status")
+        while not self.done.wait(self.every):
+            line = next(x for x in status.read_text().splitlines() if x.startswith("VmRSS:"))
+            rss = int(line.split()[1]) / 1024
+            if rss > self.peak_mib:
+                frame = sys._current_frames().get(self.main)
+                self.peak_mib, self.at = rss, " < ".join(_stack(frame))
+
+
+def _stack(frame: Any) -> list[str]:
+    """The main thread's innermost mogulflow frames, innermost first."""
+    names = []
+    while frame is not None and len(names) < 6:
+        if "mogulflow" in frame.f_code.co_filename:
+            module = frame.f_code.co_filename.split("plugins/")[-1].removesuffix(".py")
+            names.append(f"{module}:{frame.f_code.co_name}")
+        frame = frame.f_back
+    return names
+
+
 def run_task(job: dict[str, Any]) -> dict[str, Any]:
-    """One task of the nightly run (or the reconcile) in this process; its figures."""
+    """One task of the nightly run (or the reconcile) in this process; its figures (with `profile`:
+    cProfile's heaviest mogulflow functions and where the memory peak was reached)."""
+    if not job.get("profile"):
+        return _run_task(job)
+    import cProfile
+    import io
+    import pstats
+
+    sampler = PeakSampler()
+    sampler.start()
+    profiler = cProfile.Profile()
+    figures = profiler.runcall(_run_task, job)
+    sampler.done.set()
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text).sort_stats("cumulative")
+    stats.print_stats(r"mogulflow|duckdb|httpx|json", 25)
+    figures["profile"] = {
+        "peak_sampled_mib": sampler.peak_mib,
+        "peak_at": sampler.at,
+        "time": text.getvalue(),
+    }
+    return figures
+
+
+def _run_task(job: dict[str, Any]) -> dict[str, Any]:
     import logging
 
     from mogulflow.chartmogul import ChartMogulClient
@@ -128,7 +187,7 @@ def run_task(job: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     step = job["step"]
     settings = resolve_settings(
-        {},
+        {"full_refresh": True} if job.get("full_refresh") else {},
         run_id=job["run_id"],
         dag_id="chartmogul_leads_trials",
         data_interval_start=DAY_START,
@@ -202,25 +261,93 @@ def run_child_task(job: dict[str, Any], folder: Path) -> dict[str, Any]:
 # ---- the bench ---------------------------------------------------------------------------------------
 
 
-def measure(folder: Path, leads: int, changed_every: int, parts: set[str]) -> dict[str, Any]:
-    """Seed, then the nightly run and the reconcile; every figure."""
+class SandboxProcess:
+    """The sandbox in a process of its own (its memory is not a task's): `url`, and its request log."""
+
+    def __init__(self, folder: Path, warehouse: Path | None) -> None:
+        port_file = folder / "sandbox.json"
+        port_file.unlink(missing_ok=True)
+        self.process = subprocess.Popen(_child("_sandbox", str(warehouse or "-"), str(port_file)))
+        while not port_file.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError("the sandbox did not start")
+            time.sleep(0.5)
+        served = json.loads(port_file.read_text())
+        self.url: str = served["url"]
+        self.seeded_seconds: float = served["seconds"]
+
+    @property
+    def requests(self) -> list[Any]:
+        """The request log (what `bench_scale.measure_baseline` counts)."""
+        return httpx.get(f"{self.url}/_sandbox/requests", timeout=60).json()["requests"]
+
+    def stop(self) -> None:
+        """SIGTERM, and wait."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+
+
+def measure_first_load(folder: Path, leads: int, baseline_leads: int) -> dict[str, Any]:
+    """A first load of `leads` leads and trials into an empty account (the nightly's tasks, full
+    refresh, each in a fresh process), then the official client's baseline against the same sandbox."""
+    import bench_scale
+
+    os.environ["MOGULFLOW_STAGING_DIR"] = str(folder / "staging")
+    warehouse = folder / "first-load.duckdb"
+    million_account.build_warehouse(warehouse, leads)
+    sandbox = SandboxProcess(folder, None)
+    try:
+        job = {"warehouse": str(warehouse), "url": sandbox.url, "run_id": "first-load", "full_refresh": True}
+        tasks: dict[str, Any] = {}
+        for step in NIGHTLY_TASKS:
+            tasks[step] = run_child_task({**job, "step": step}, folder)
+            if step == "extract":
+                job.update(
+                    extract=tasks[step].pop("extract"), data_source_uuid=tasks[step]["data_source_uuid"]
+                )
+        baseline = bench_scale.measure_baseline(baseline_leads, sandbox)
+    finally:
+        sandbox.stop()
+    objects = 2 * leads + million_account.PLANS
+    # The tasks' own time, as the 20,000 bench measures its steps in one process; with each task's
+    # process start (interpreter and imports: ~2 s on a quiet machine) beside it.
+    wall = sum(task["seconds"] for task in tasks.values())
+    return {
+        "wall_with_process_starts": sum(task["process_seconds"] for task in tasks.values()),
+        "leads": leads,
+        "objects": objects,
+        "tasks": tasks,
+        "wall": wall,
+        "requests": sum(task["requests"] for task in tasks.values()),
+        "peak_mib": max(task["peak_rss_mib"] for task in tasks.values()),
+        "over_per_object_limit": objects / API_RATE_LIMIT / wall,
+        "baseline": baseline,
+        "over_baseline": objects / baseline["rate"] / wall,
+        "created": {step: tasks[step].get("created") for step in ("plan", "lead", "trial")},
+    }
+
+
+def measure(
+    folder: Path, leads: int, changed_every: int, parts: set[str], *, seeded: Path | None, profile: bool
+) -> dict[str, Any]:
+    """Seed (or copy a seeded warehouse), then the nightly run and the reconcile; every figure."""
     os.environ["MOGULFLOW_STAGING_DIR"] = str(folder / "staging")
     warehouse = folder / "million.duckdb"
     figures: dict[str, Any] = {"leads": leads}
     started = time.monotonic()
-    million_account.build_warehouse(warehouse, leads)
-    figures["seed_state_rows"] = million_account.seed_sync_state(warehouse)
+    pristine = seeded / f"seeded-{leads}.duckdb" if seeded else None
+    if pristine and pristine.exists():
+        shutil.copyfile(pristine, warehouse)
+    else:
+        million_account.build_warehouse(warehouse, leads)
+        figures["seed_state_rows"] = million_account.seed_sync_state(warehouse)
+        if pristine:
+            shutil.copyfile(warehouse, pristine)
     figures["seed_warehouse_seconds"] = time.monotonic() - started
-    port_file = folder / "sandbox.json"
-    sandbox = subprocess.Popen(_child("_sandbox", str(warehouse), str(port_file)))
+    sandbox = SandboxProcess(folder, warehouse)
     try:
-        while not port_file.exists():
-            if sandbox.poll() is not None:
-                raise RuntimeError("the seeded sandbox did not start")
-            time.sleep(0.5)
-        served = json.loads(port_file.read_text())
-        figures["seed_sandbox_seconds"] = served["seconds"]
-        job = {"warehouse": str(warehouse), "url": served["url"]}
+        figures["seed_sandbox_seconds"] = sandbox.seeded_seconds
+        job = {"warehouse": str(warehouse), "url": sandbox.url, "profile": profile}
         if "reconcile" in parts:
             figures["reconcile"] = run_child_task(
                 {**job, "step": "reconcile", "run_id": "reconcile-1m"}, folder
@@ -234,52 +361,87 @@ def measure(folder: Path, leads: int, changed_every: int, parts: set[str]) -> di
                 tasks[step] = run_child_task({**nightly_job, "step": step}, folder)
                 if step == "extract":
                     nightly_job.update(
-                        extract=tasks[step].pop("extract"), data_source_uuid=tasks[step]["data_source_uuid"]
+                        extract=tasks[step]["extract"], data_source_uuid=tasks[step]["data_source_uuid"]
                     )
             figures["nightly"] = tasks
     finally:
-        sandbox.send_signal(signal.SIGTERM)
-        sandbox.wait(60)
+        sandbox.stop()
     return figures
 
 
-def judge(figures: dict[str, Any]) -> list[str]:
-    """The goals missed."""
-    missed = []
+def summarize(figures: dict[str, Any]) -> dict[str, float]:
+    """One run's headline figures (what the table shows and the goals judge)."""
+    summary: dict[str, float] = {}
     nightly = figures.get("nightly")
     if nightly:
         rps = nightly["lead"]["configured_rps"]
         requests = sum(task["requests"] for task in nightly.values())
-        wall = sum(task["process_seconds"] for task in nightly.values())
-        at_pace = requests / rps
-        figures["nightly_summary"] = {"requests": requests, "wall": wall, "at_pace": at_pace}
-        for step, task in nightly.items():
-            if task["peak_rss_mib"] >= GOAL_PEAK_MIB:
-                missed.append(f"nightly task {step} peaked at {task['peak_rss_mib']:.0f} MiB")
-        if wall >= GOAL_NIGHTLY_WALL_OVER_PACE * at_pace:
-            missed.append(f"nightly wall {wall:.0f} s >= 3x its requests at pace ({at_pace:.0f} s)")
-        # As the 20,000 bench counts them: a changed trial's invoice requests (the plans' one listing
-        # page that gives line items their plan uuids is the step's, not the row's).
-        for entity, step, counted in (("leads", "lead", "requests"), ("trials", "trial", "invoice_requests")):
-            per_row = nightly[step][counted] / max(1, figures["changed"][entity])
-            if per_row > GOAL_REQUESTS_PER_CHANGED_ROW:
-                missed.append(f"{per_row:.2f} requests per changed {step} (goal <= 2)")
+        summary.update(
+            nightly_changed_leads=figures["changed"]["leads"],
+            nightly_changed_trials=figures["changed"]["trials"],
+            nightly_requests=requests,
+            nightly_wall=sum(task["process_seconds"] for task in nightly.values()),
+            nightly_at_pace=requests / rps,
+            nightly_peak_mib=max(task["peak_rss_mib"] for task in nightly.values()),
+            # As the 20,000 bench counts them: a changed trial's invoice requests (the one listing
+            # page of plans that gives line items their plan uuids is the step's, not the row's).
+            nightly_requests_per_lead=nightly["lead"]["requests"] / max(1, figures["changed"]["leads"]),
+            nightly_requests_per_trial=nightly["trial"]["invoice_requests"]
+            / max(1, figures["changed"]["trials"]),
+            nightly_lowest_pace=min(
+                (t["requests"] - 1) / t["request_span"] / rps
+                for t in (nightly["lead"], nightly["trial"])
+                if t["request_span"]
+            ),
+            **{f"nightly_peak_mib_{step}": task["peak_rss_mib"] for step, task in nightly.items()},
+            **{f"nightly_seconds_{step}": task["process_seconds"] for step, task in nightly.items()},
+        )
+        summary["nightly_wall_over_pace"] = summary["nightly_wall"] / summary["nightly_at_pace"]
     reconcile = figures.get("reconcile")
     if reconcile:
         at_pace = reconcile["requests"] / reconcile["configured_rps"]
-        if reconcile["seconds"] >= GOAL_RECONCILE_OVER_LISTING * at_pace:
+        summary.update(
+            reconcile_seconds=reconcile["seconds"],
+            reconcile_requests=reconcile["requests"],
+            reconcile_at_pace=at_pace,
+            reconcile_over_listing=reconcile["seconds"] / at_pace,
+            reconcile_peak_mib=reconcile["peak_rss_mib"],
+            reconcile_differences=sum(reconcile["differences"].values()),
+        )
+    return summary
+
+
+def judge(summary: dict[str, float]) -> list[str]:
+    """The goals missed."""
+    missed = []
+    if "nightly_wall" in summary:
+        if summary["nightly_peak_mib"] >= GOAL_PEAK_MIB:
+            missed.append(f"a nightly task peaked at {summary['nightly_peak_mib']:.0f} MiB (goal < 600)")
+        if summary["nightly_wall_over_pace"] >= GOAL_NIGHTLY_WALL_OVER_PACE:
             missed.append(
-                f"reconcile {reconcile['seconds']:.0f} s >= 1.5x its listing at pace ({at_pace:.0f} s)"
+                f"nightly wall {summary['nightly_wall_over_pace']:.2f}x its requests at pace (goal < 3)"
             )
-        if reconcile["peak_rss_mib"] >= GOAL_PEAK_MIB:
-            missed.append(f"reconcile peaked at {reconcile['peak_rss_mib']:.0f} MiB")
+        for step in ("lead", "trial"):
+            per_row = summary[f"nightly_requests_per_{step}"]
+            # As the 20,000 bench shows it, to two decimals: a retried 429 or two is not a miss.
+            if round(per_row, 2) > GOAL_REQUESTS_PER_CHANGED_ROW:
+                missed.append(f"{per_row:.2f} requests per changed {step} (goal <= 2)")
+    if "reconcile_seconds" in summary:
+        if summary["reconcile_over_listing"] >= GOAL_RECONCILE_OVER_LISTING:
+            missed.append(
+                f"reconcile {summary['reconcile_over_listing']:.2f}x its listing at pace (goal < 1.5)"
+            )
+        if summary["reconcile_peak_mib"] >= GOAL_PEAK_MIB:
+            missed.append(f"reconcile peaked at {summary['reconcile_peak_mib']:.0f} MiB (goal < 600)")
+        if summary["reconcile_differences"]:
+            missed.append("the reconcile of the seeded account found differences: the seeding is wrong")
     return missed
 
 
 def main() -> int:
     """Seed, measure, print the figures; 1 when a goal is missed."""
     if len(sys.argv) > 1 and sys.argv[1] == "_sandbox":
-        serve_sandbox(Path(sys.argv[2]), Path(sys.argv[3]))
+        serve_sandbox(Path(sys.argv[2]) if sys.argv[2] != "-" else None, Path(sys.argv[3]))
         return 0
     if len(sys.argv) > 1 and sys.argv[1] == "_task":
         figures = run_task(json.loads(Path(sys.argv[2]).read_text()))
@@ -290,11 +452,55 @@ def main() -> int:
     parser.add_argument("--changed-every", type=int, default=200, help="200: 0.5%% of leads and of trials")
     parser.add_argument("--parts", default="nightly,reconcile", help="nightly and/or reconcile")
     parser.add_argument("--output", type=Path)
+    parser.add_argument("--seeded", type=Path, help="keep (and reuse) the seeded warehouse in this folder")
+    parser.add_argument("--profile", action="store_true", help="cProfile each task, and where its peak is")
+    parser.add_argument("--first-load", type=int, default=0, help="instead: a first load of this many leads")
+    parser.add_argument("--baseline-leads", type=int, default=1000)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs (each on a fresh copy); medians reported"
+    )
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="bench-million-"))
-    figures = measure(folder, args.leads, args.changed_every, set(args.parts.split(",")))
-    missed = judge(figures)
-    figures["missed"] = missed
+    if args.first_load:
+        first = measure_first_load(
+            Path(tempfile.mkdtemp(prefix="bench-first-load-")), args.first_load, args.baseline_leads
+        )
+        missed = []
+        if first["over_per_object_limit"] < GOAL_FIRST_LOAD_RATIO:
+            missed.append(
+                f"first load {first['over_per_object_limit']:.1f}x the per-object limit (goal >= 50x)"
+            )
+        if first["peak_mib"] >= GOAL_PEAK_MIB:
+            missed.append(f"first load peaked at {first['peak_mib']:.0f} MiB (goal < 600)")
+        first["missed"] = missed
+        text = json.dumps(first, indent=1, default=str)
+        print(text)
+        if args.output:
+            args.output.write_text(text)
+        for goal in missed:
+            print(f"GOAL MISSED: {goal}")
+        return 1 if missed else 0
+    parts = set(args.parts.split(","))
+    seeded = args.seeded or Path(tempfile.mkdtemp(prefix="bench-million-seeded-"))
+    runs = []
+    for _ in range(args.repeats):
+        folder = Path(tempfile.mkdtemp(prefix="bench-million-"))
+        runs.append(
+            measure(folder, args.leads, args.changed_every, parts, seeded=seeded, profile=args.profile)
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+    summaries = [summarize(run) for run in runs]
+    summary = {name: statistics.median(s[name] for s in summaries) for name in summaries[0]}
+    missed = judge(summary)
+    for run in runs:
+        for task in run.get("nightly", {}).values():
+            task.pop("extract", None)
+    figures = {
+        "leads": args.leads,
+        "repeats": args.repeats,
+        "summary": summary,
+        "missed": missed,
+        "runs": runs,
+    }
     text = json.dumps(figures, indent=1, default=str)
     print(text)
     if args.output:
