@@ -77,9 +77,13 @@ def copy_to_postgres(duckdb_path: Path, folder: Path) -> dict[str, Any]:
             csv = folder / f"{table}.csv"
             source.execute(f"COPY {table} TO '{csv}' (HEADER, DELIMITER ',')")
             columns = [row[0] for row in source.execute(f"DESCRIBE {table}").fetchall()]
-            with target.cursor() as cursor, csv.open("rb") as handle, cursor.copy(
-                f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, HEADER)"
-            ) as copy:
+            with (
+                target.cursor() as cursor,
+                csv.open("rb") as handle,
+                cursor.copy(
+                    f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, HEADER)"
+                ) as copy,
+            ):
                 while block := handle.read(1 << 20):
                     copy.write(block)
             csv.unlink()

@@ -233,6 +233,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--quick", action="store_true", help="the 20,000 set only: no verdict on what is missing"
+    )
     args = parser.parse_args()
     figures: dict[str, Any] = _load(args.folder)
     figures.update(
@@ -253,7 +256,9 @@ def main() -> int:
             print("README.md has no <!-- bench:start --> block", file=sys.stderr)
             return 1
         README.write_text(BLOCK.sub(lambda m: m[1] + text + m[3], readme))
-    missed = [row.what for row in table if row.met is False]
+    missed = [
+        row.what for row in table if row.met is False and not (args.quick and "not measured" in row.large)
+    ]
     for what in missed:
         print(f"GOAL MISSED: {what}")
     return 1 if missed else 0
