@@ -48,6 +48,8 @@ SETTLING = (SyncStatus.FAILED, SyncStatus.MERGED)
 FieldValues = tuple[str | None, ...]
 
 _TIMESTAMP_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+#: What `as_text` makes of an instant, and `format_api_time` of any year from 1000 on.
+_API_TIMESTAMP = re.compile(r"[1-9]\d{3}-[01]\d-[0-3]\dT[0-2]\d:[0-5]\d:[0-5]\dZ")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,11 @@ def as_text(value: Any) -> str | None:
     Timestamps (datetimes, or texts that start like one) become `YYYY-MM-DDTHH:MM:SSZ` in UTC
     (naive means UTC), whole numbers their digits, blank texts and missing values None.
     """
+    kind = type(value)
+    if kind is str and _API_TIMESTAMP.fullmatch(value):  # type: ignore[arg-type]
+        return value  # type: ignore[return-value]  # the form itself (every timestamp mogulflow sent)
+    if kind is int:
+        return str(value)
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
         return None
     if isinstance(value, datetime):
@@ -98,7 +105,7 @@ def as_text(value: Any) -> str | None:
 # ---- the warehouse ---------------------------------------------------------------------------------
 
 #: Sync-state rows per chunk of our side.
-STATE_CHUNK_ROWS = 50_000
+STATE_CHUNK_ROWS = 20_000
 
 
 class WarehouseSide:
