@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 AIRFLOW_STAMP := var/airflow/.initialised
 
-.PHONY: install run test test-fast lint format bench clean browser lock dist settings-table
+.PHONY: install run test test-fast lint format bench bench-quick clean browser lock dist settings-table
 
 # .venv holds exactly the lock (requirements.txt), then mogulflow itself, editable, without deps.
 $(STAMP): requirements.txt pyproject.toml
@@ -75,8 +75,12 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Every benchmark and the one table (~75 minutes, see scripts/bench.sh); bench-quick: the 20,000 set only.
 bench: install
 	bash scripts/bench.sh
+
+bench-quick: install
+	BENCH_QUICK=1 bash scripts/bench.sh
 
 clean:
 	rm -rf var

@@ -16,10 +16,11 @@ One unattended run (a script, not a test), side by side:
 4. The 1M-lead dry run of `bench_sync.py` (time, peak RSS, validation rows/s) and the DAG parse time
    of both DAG files as Airflow's DagBag reports it, each in fresh processes.
 
-Writes docs/bench-results.md (the README's Performance section reproduces it); exits 1 if a goal is
-missed. Loopback only.
+Prints its table and (`--json FILE`) writes its figures for `bench_table.py`, which puts them beside
+the million-customer figures in docs/bench-results.md and the README; exits 1 if a goal is missed.
+Loopback only.
 
-    .venv/bin/python bench/bench_scale.py [--leads 20000] [--baseline-leads 1000] [--quick]
+    .venv/bin/python bench/bench_scale.py [--leads 20000] [--baseline-leads 1000] [--quick] [--json FILE]
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ GOAL_DRY_RUN_PEAK_MIB = 500.0
 GOAL_PARSE_SECONDS = 0.5
 CHANGED_SHARE = 0.01
 KEY = "bench-key-0123456789"
-RESULTS = REPO / "docs" / "bench-results.md"
 DAG_FILES = ("chartmogul_leads_trials.py", "chartmogul_merge_converted_leads.py")
 # The sample's rows lie in 2025; the run happens after them.
 RUN_STARTED_AT = datetime(2025, 11, 15, tzinfo=UTC)
@@ -410,7 +410,7 @@ def main() -> int:
     parser.add_argument("--dry-run-leads", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3, help="dry runs and parses, in fresh processes")
     parser.add_argument("--quick", action="store_true", help="2,000 leads, 100 baseline, no dry run")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--json", type=Path, help="also write the figures here (for bench_table.py)")
     args = parser.parse_args()
     if args.quick:
         args.leads, args.baseline_leads, args.dry_run_leads, args.repeats = 2000, 100, 0, 1
@@ -438,10 +438,11 @@ def main() -> int:
         "parse": measure_parse(args.repeats),
     }
     table, missed = report(figures)
+    figures["missed"] = missed
     print(json.dumps(figures, indent=1, default=str))
     print(table)
-    if not args.quick:
-        args.output.write_text("# Benchmark results\n\n" + table)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1, default=str))
     for goal in missed:
         print(f"GOAL MISSED: {goal}")
     return 1 if missed else 0

@@ -20,6 +20,7 @@ from mogulflow.values.run_settings import resolve_settings
 from mogulflow.values.step_reports import ExtractReport, StagedExtract
 from mogulflow.warehouse import staging
 from mogulflow.warehouse.part_stores import ObjectStoreParts
+from mogulflow.warehouse.sync_state import HeldState
 
 T = datetime.fromisoformat
 
@@ -129,7 +130,7 @@ def test_a_leads_trials_in_different_staged_parts_date_it_by_the_earliest(tmp_pa
         {"full_refresh": True}, run_id="r", dag_id="d", data_interval_start=None, data_interval_end=None
     )
 
-    planned = sync.CUSTOMERS.plan(StepInputs(None, None, settings, None, extract), {})
+    planned = sync.CUSTOMERS.plan(StepInputs(None, None, settings, None, extract), HeldState({}))
 
     dates = {c.payload.external_id: c.payload.lead_created_at for c in planned.plan.creates}
     assert dates == {"L1": T("2025-03-10 09:00+00:00"), "L2": T("2025-03-11 09:00+00:00"), "L3": None}

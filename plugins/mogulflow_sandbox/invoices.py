@@ -7,6 +7,7 @@ duplicate checks need; invoices also by customer. Subscription uuids are handed 
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,7 +21,7 @@ from mogulflow_sandbox.api_errors import (
 )
 from mogulflow_sandbox.customers import CustomerStore, apply_paid_status
 from mogulflow_sandbox.ids import RunningNumber, is_prefixed_uuid, new_uuid
-from mogulflow_sandbox.pagination import PageRequest, page_body, paginate
+from mogulflow_sandbox.pagination import Page, PageRequest, page_body, paginate
 from mogulflow_sandbox.plans import PlanStore
 from mogulflow_sandbox.record_store import RecordStore
 from mogulflow_sandbox.records import (
@@ -66,6 +67,9 @@ class InvoiceStore(RecordStore[InvoiceRecord]):
         self._by_external_id: dict[Identity, str] = {}
         # per customer uuid an insertion-ordered set of invoice uuids
         self._by_customer: dict[str, dict[str, None]] = {}
+        # per data source its invoices by ascending position: a listing page is cut from it directly
+        # (a million invoices: sorting them all for every page took a second and more per page)
+        self._by_data_source: dict[str, list[InvoiceRecord]] = {}
         self._line_item_by_external_id: dict[Identity, str] = {}
         self._transaction_by_external_id: dict[Identity, str] = {}
         self._subscription_uuids: dict[Identity, str] = {}
@@ -237,6 +241,10 @@ class InvoiceStore(RecordStore[InvoiceRecord]):
         """Forget the invoice with its line items and transactions."""
         note_change("invoice", invoice.data_source_uuid, invoice.external_id, "deleted")
         del self._records[invoice.uuid]
+        in_source = self._by_data_source.get(invoice.data_source_uuid, [])
+        at = bisect.bisect_left(in_source, invoice.seq, key=_position)
+        if at < len(in_source) and in_source[at] is invoice:
+            del in_source[at]
         self._by_external_id.pop((invoice.data_source_uuid, invoice.external_id), None)
         self._by_customer.get(invoice.customer_uuid, {}).pop(invoice.uuid, None)
         for item in invoice.line_items:
@@ -294,6 +302,9 @@ class InvoiceStore(RecordStore[InvoiceRecord]):
         external_id: str | None,
     ) -> dict[str, Any]:
         """``GET /v1/invoices``: filtered by customer, data source, external id; one cursor page."""
+        if data_source_uuid is not None and customer_uuid is None and external_id is None:
+            in_source = self._by_data_source.get(data_source_uuid, [])
+            return _render_page(paginate(in_source, _position, request), request)
         if data_source_uuid is not None and external_id is not None:
             found = self._by_external_id.get((data_source_uuid, external_id))
             candidates = [self._records[found]] if found else []
@@ -324,8 +335,16 @@ class InvoiceStore(RecordStore[InvoiceRecord]):
         """Take back the subscription uuids `subscriptions_to_storage` wrote."""
         self._subscription_uuids = {(ds, ext): sub for ds, ext, sub in subscriptions}
 
+    def note_subscriptions(self, record: InvoiceRecord) -> None:
+        """Remember the subscription uuids of an invoice added as it is (`SandboxState.add_records`)."""
+        for item in record.line_items:
+            if item.subscription_external_id is not None and item.subscription_uuid is not None:
+                key = (record.data_source_uuid, item.subscription_external_id)
+                self._subscription_uuids.setdefault(key, item.subscription_uuid)
+
     def _keep(self, record: InvoiceRecord) -> None:
         self._records[record.uuid] = record
+        bisect.insort(self._by_data_source.setdefault(record.data_source_uuid, []), record, key=_position)
         self._by_external_id[(record.data_source_uuid, record.external_id)] = record.uuid
         self._by_customer.setdefault(record.customer_uuid, {})[record.uuid] = None
         for item in record.line_items:
@@ -384,10 +403,16 @@ def _flag_taken(
         in_batch.add(key)
 
 
+def _position(invoice: InvoiceRecord) -> int:
+    return invoice.seq
+
+
 def _page_body(invoices: list[InvoiceRecord], request: PageRequest) -> dict[str, Any]:
     """One cursor page of invoices in creation order; an empty first page has ``total_pages`` 0."""
-    invoices = sorted(invoices, key=lambda invoice: invoice.seq)
-    page = paginate(invoices, lambda invoice: invoice.seq, request)
+    return _render_page(paginate(sorted(invoices, key=_position), _position, request), request)
+
+
+def _render_page(page: Page[InvoiceRecord], request: PageRequest) -> dict[str, Any]:
     return page_body(
         "invoices", [invoice.to_api() for invoice in page.items], page, request, empty_total_pages=0
     )

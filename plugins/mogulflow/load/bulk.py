@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -421,8 +421,8 @@ def bulk_import_trial_invoices(
     *,
     data_source_uuid: str,
     run_id: str,
-    synced_leads: set[str],
-    synced_plans: set[str],
+    synced_leads: Collection[str],
+    synced_plans: Collection[str],
     checkpoint: Checkpoint,
     missing_uuids: Sequence[StateEntry] = (),
     in_flight: int = BULK_IMPORTS_IN_FLIGHT,

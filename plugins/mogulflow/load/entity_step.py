@@ -33,7 +33,7 @@ from mogulflow.values.step_reports import (
     StagedExtract,
 )
 from mogulflow.warehouse.connection import Warehouse
-from mogulflow.warehouse.sync_state import SyncState, checkpoint_to, load_state, save_state
+from mogulflow.warehouse.sync_state import HeldState, StateSource, StoredState, checkpoint_to, save_state
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ class EntitySpec:
     """How one entity differs: how it plans, whether it has a bulk path, how it loads."""
 
     entity: Entity
-    plan: Callable[[StepInputs, SyncState], PlannedLoad]
+    # Plans against the state of its own rows only (`StateSource.entries`), never the whole account's.
+    plan: Callable[[StepInputs, StateSource], PlannedLoad]
     load: Callable[[StepInputs, str, SyncPlan], LoadReport]
     # Creates the plan's new rows through JSON imports (and reads back the uuids it lacks).
     bulk: Callable[[StepInputs, str, SyncPlan], BulkOutcome] | None = None
@@ -102,18 +103,19 @@ def run_entity_step(spec: EntitySpec, inputs: StepInputs) -> LoadReport:
     settings, warehouse, ds = inputs.settings, inputs.warehouse, inputs.data_source_uuid
     part = inputs.extract[spec.entity]
     check_reject_ratio(settings, part)
-    state = load_state(warehouse, spec.entity, ds) if ds else {}
-    if spec.rebuild_on_first_contact and ds and not state and part.valid:
-        state = rebuild_customer_state(
+    state: StateSource = StoredState(warehouse, spec.entity, ds) if ds else HeldState({})
+    if spec.rebuild_on_first_contact and ds and part.valid and not state.size:
+        rebuilt = rebuild_customer_state(
             inputs.client, data_source_uuid=ds, run_id=settings.run_id, fields_of=customer_fields_from_api
         )
-        if state:
+        if rebuilt:
             log.info(
                 "Sync state was empty; %d customers found in the data source: comparing, not creating.",
-                len(state),
+                len(rebuilt),
             )
             if not settings.dry_run:
-                save_state(warehouse, list(state.values()))
+                save_state(warehouse, list(rebuilt.values()))
+            state = HeldState(rebuilt)
     planned = spec.plan(inputs, state)
     del state  # the plan holds what the load needs
     if settings.dry_run:

@@ -107,5 +107,5 @@ def keys_to_look_up(
     conversions = read_conversions(warehouse, extract[Entity.CONVERSION])
     if not conversions or not data_source_uuid:
         return []
-    state = load_state(warehouse, Entity.CONVERSION, data_source_uuid)
+    state = load_state(warehouse, Entity.CONVERSION, data_source_uuid, [c.lead_id for c in conversions])
     return sorted({c.billing for c in conversions if not c.is_done(state.get(c.lead_id))})

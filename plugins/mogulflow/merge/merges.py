@@ -27,7 +27,7 @@ from mogulflow.values.run_settings import RunSettings
 from mogulflow.values.run_summary import RowError
 from mogulflow.values.step_reports import ExtractReport, LoadReport, LookupStats
 from mogulflow.warehouse.connection import Warehouse
-from mogulflow.warehouse.sync_state import StateEntry, SyncStatus, load_state, save_state
+from mogulflow.warehouse.sync_state import StateEntry, SyncStatus, count_state, load_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -238,15 +238,21 @@ def merge_conversions(
             "valid conversions but no ChartMogul data source uuid: find_data_source must run first"
         )
     ds = str(data_source_uuid)
-    conversion_state = load_state(warehouse, Entity.CONVERSION, ds) if data_source_uuid else {}
-    lead_state = load_state(warehouse, Entity.LEAD, ds) if data_source_uuid else {}
+    # Only the state of this run's leads: never the whole account's (a million synced customers).
+    lead_ids = [c.lead_id for c in conversions]
+    conversion_state = load_state(warehouse, Entity.CONVERSION, ds, lead_ids) if data_source_uuid else {}
+    lead_state = load_state(warehouse, Entity.LEAD, ds, lead_ids) if data_source_uuid else {}
     # What ChartMogul holds under each lead to merge now: a merge never acts on a remembered uuid.
     to_merge = [
         c.lead_id
         for c in conversions
         if not c.is_done(conversion_state.get(c.lead_id)) and c.billing in paying_by_key
     ]
-    held = read_held(client, Entity.LEAD, ds, to_merge, known_size=len(lead_state)) if to_merge else None
+    held = (
+        read_held(client, Entity.LEAD, ds, to_merge, known_size=count_state(warehouse, Entity.LEAD, ds))
+        if to_merge
+        else None
+    )
     for conversion in conversions:
         entry = conversion_state.get(conversion.lead_id)
         lead_entry = lead_state.get(conversion.lead_id)

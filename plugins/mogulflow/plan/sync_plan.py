@@ -129,6 +129,7 @@ def plan_sync(
     versions: Mapping[str, datetime] | None = None,
     fields_after_merge: Collection[str] | None = None,
     run_id: str | None = None,
+    state_size: int | None = None,
 ) -> SyncPlan:
     """Split payloads into creates, updates (with only the changed fields) and unchanged ids.
 
@@ -137,6 +138,8 @@ def plan_sync(
     merged into another record (a lead merged into its paying customer), only `fields_after_merge`
     are sent: the surviving customer's own name and email are not ours to change. With `run_id`,
     unchanged rows this run already wrote land in `written_this_run` instead of `unchanged`.
+    `state` needs only the entries of these payloads' ids; `state_size` is then how many the whole
+    entity has (the plan's `state_size`; default: `len(state)`).
     """
     creates: list[PlannedCreate] = []
     updates: list[PlannedUpdate] = []
@@ -163,7 +166,13 @@ def plan_sync(
                 kept.append(external_id)
         unchanged = kept
     return SyncPlan(
-        entity, tuple(creates), tuple(updates), tuple(unchanged), tuple(written), tuple(missing), len(state)
+        entity,
+        tuple(creates),
+        tuple(updates),
+        tuple(unchanged),
+        tuple(written),
+        tuple(missing),
+        len(state) if state_size is None else state_size,
     )
 
 

@@ -19,21 +19,29 @@ objects are only reported (mogulflow never deletes what it did not write).
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
 
 from mogulflow.chartmogul.client import ChartMogulClient
 from mogulflow.reconcile.sides import (
     COMPARED_FIELDS,
     RECONCILED,
     EntitySide,
-    read_chartmogul_side,
-    read_warehouse_side,
+    FieldValues,
+    ListedPage,
+    WarehouseSide,
+    iter_chartmogul_pages,
 )
 from mogulflow.values.entities import Entity
 from mogulflow.values.field_equality import same_value
+from mogulflow.values.id_arrays import KnownIds, as_id_array, id_hashes
 from mogulflow.warehouse.connection import Warehouse
 
 log = logging.getLogger(__name__)
@@ -119,88 +127,188 @@ class Reconciliation:
 # ---- comparing --------------------------------------------------------------------------------------
 
 
+def row_digests(rows: Sequence[FieldValues]) -> np.ndarray:
+    """A 128-bit digest of each row's compared texts (two uint64 columns): equal texts, equal digests."""
+    joined = np.array(
+        ["\x1f".join("\x00" if v is None else v for v in values) for values in rows], dtype=object
+    )
+    if not len(joined):
+        return np.empty((0, 2), dtype=np.uint64)
+    return np.column_stack(
+        [pd.util.hash_array(joined, hash_key=key, categorize=False) for key in _DIGEST_KEYS]
+    )
+
+
+_DIGEST_KEYS = ("0123456789123456", "mogulflowreconc1")
+
+
+class EntityComparer:
+    """One entity's comparison, fed chunk by chunk: what a reconciliation of a million rows holds.
+
+    Our rows go in first (`add_ours`) and are kept as arrays: their ids, a digest of their fields and
+    their month. ChartMogul's rows then stream through (`add_theirs`, one listing page at a time):
+    an id whose digest matches ours agrees at once and is forgotten; only the others keep their
+    values. `finish` compares those field by field against our values, read again for just their
+    ids: the same differences, in the same order, as comparing both sides whole.
+    """
+
+    def __init__(self, entity: Entity) -> None:
+        self.entity = entity
+        self._month_at = (
+            COMPARED_FIELDS[entity].index(MONTH_FIELDS[entity]) if entity in MONTH_FIELDS else None
+        )
+        self._our_ids: list[np.ndarray] = []
+        self._our_digests: list[np.ndarray] = []
+        self.settling: set[str] = set()
+        self.months: dict[str, Counter[str]] = {"ours": Counter(), "theirs": Counter()}
+        self._ours: KnownIds | None = None
+        self._digests = np.empty((0, 2), dtype=np.uint64)
+        self._seen = np.empty(0, dtype=bool)
+        self.listed = 0
+        self.held: dict[str, FieldValues] = {}  # ChartMogul's values of rows that may differ
+        self.extra: list[str] = []
+        self.merged: dict[str, str] = {}
+
+    def add_ours(self, rows: Mapping[str, FieldValues], settling: Iterable[str] = ()) -> None:
+        """A chunk of our rows (synced entries), and ids settling in the sync state."""
+        self.settling.update(settling)
+        ids = list(rows)
+        self._our_ids.append(as_id_array(np.array(ids, dtype=object)))
+        self._our_digests.append(row_digests(list(rows.values())))
+        self._count_months("ours", rows.values())
+
+    def _index_ours(self) -> KnownIds:
+        if self._ours is None:
+            ids = np.concatenate(self._our_ids) if self._our_ids else as_id_array([])
+            digests = np.concatenate(self._our_digests) if self._our_digests else self._digests
+            self._ours, order = KnownIds.indexing(ids, id_hashes(ids))
+            self._digests = digests[order]
+            self._seen = np.zeros(len(ids), dtype=bool)
+            self._our_ids, self._our_digests = [], []
+        return self._ours
+
+    def add_theirs(self, rows: Mapping[str, FieldValues], merged: Mapping[str, str] | None = None) -> None:
+        """A page of ChartMogul's rows (and, for leads, which of them a merged customer holds)."""
+        ours = self._index_ours()
+        listed = {i: values for i, values in rows.items() if i not in self.settling}
+        if not listed:
+            return
+        self.listed += len(listed)
+        self._count_months("theirs", listed.values())
+        self.merged.update({i: of for i, of in (merged or {}).items() if i in listed})
+        ids = list(listed)
+        at = ours.positions(np.array(ids, dtype=object))
+        digests = row_digests(list(listed.values()))
+        known = at >= 0
+        self._seen[at[known]] = True
+        same = np.zeros(len(ids), dtype=bool)
+        same[known] = (self._digests[at[known]] == digests[known]).all(axis=1)
+        for i, external_id in enumerate(ids):
+            if not known[i]:
+                self.extra.append(external_id)
+            elif not same[i]:
+                self.held[external_id] = listed[external_id]
+
+    def _count_months(self, side: str, rows: Iterable[FieldValues]) -> None:
+        if self._month_at is not None:
+            self.months[side].update((values[self._month_at] or NO_MONTH)[:7] for values in rows)
+
+    def finish(
+        self, our_values: Callable[[Collection[str]], Mapping[str, FieldValues]]
+    ) -> tuple[EntityComparison, list[Difference]]:
+        """The comparison and its differences; `our_values` reads our rows of some ids again."""
+        ours = self._index_ours()
+        entity, names = self.entity, COMPARED_FIELDS[self.entity]
+        missing = ours.ids[~self._seen].tolist()
+        mine = our_values(list(self.held))
+        by_id: dict[str, list[Difference]] = {
+            i: [Difference(entity, i, DifferenceKind.MISSING)] for i in missing
+        }
+        different = 0
+        for external_id, held in self.held.items():
+            fields = [
+                Difference(entity, external_id, DifferenceKind.DIFFERENT, name, value, their)
+                for name, value, their in zip(names, mine[external_id], held, strict=True)
+                if not same_value(value, their)
+            ]
+            different += bool(fields)
+            if fields:
+                by_id[external_id] = fields
+        for external_id, customer in self.merged.items():
+            if external_id in ours:
+                by_id.setdefault(external_id, []).append(
+                    Difference(entity, external_id, DifferenceKind.MERGED, chartmogul_value=customer)
+                )
+        differences = [d for external_id in sorted(by_id) for d in by_id[external_id]]
+        extra = sorted(self.extra)
+        differences.extend(Difference(entity, external_id, DifferenceKind.EXTRA) for external_id in extra)
+        mine_months, their_months = self.months["ours"], self.months["theirs"]
+        ordered = sorted(set(mine_months) | set(their_months), key=lambda month: (month == NO_MONTH, month))
+        comparison = EntityComparison(
+            entity=entity,
+            warehouse=len(ours),
+            chartmogul=self.listed,
+            agreeing=int(self._seen.sum()) - different,
+            missing=len(missing),
+            extra=len(extra),
+            different=different,
+            settling=len(self.settling),
+            months=tuple(MonthCount(m, mine_months[m], their_months[m]) for m in ordered)
+            if self._month_at is not None
+            else (),
+            merged=sum(1 for external_id in self.merged if external_id in ours),
+        )
+        return comparison, differences
+
+
 def compare_entity(ours: EntitySide, theirs: EntitySide) -> tuple[EntityComparison, list[Difference]]:
     """Compare one entity's warehouse side with ChartMogul's, id by id and month by month."""
-    entity = ours.entity
-    names = COMPARED_FIELDS[entity]
-    listed = {i: values for i, values in theirs.rows.items() if i not in ours.settling}
-    differences: list[Difference] = []
-    agreeing = different = missing = merged = 0
-    for external_id in sorted(ours.rows):
-        values = ours.rows[external_id]
-        held = listed.get(external_id)
-        if held is None:
-            missing += 1
-            differences.append(Difference(entity, external_id, DifferenceKind.MISSING))
-            continue
-        fields = [
-            Difference(entity, external_id, DifferenceKind.DIFFERENT, name, mine, their)
-            for name, mine, their in zip(names, values, held, strict=True)
-            if not same_value(mine, their)
-        ]
-        differences.extend(fields)
-        different += bool(fields)
-        agreeing += not fields
-        if external_id in theirs.merged:
-            merged += 1
-            differences.append(
-                Difference(
-                    entity, external_id, DifferenceKind.MERGED, chartmogul_value=theirs.merged[external_id]
-                )
-            )
-    extra = sorted(set(listed) - set(ours.rows))
-    differences.extend(Difference(entity, external_id, DifferenceKind.EXTRA) for external_id in extra)
-    comparison = EntityComparison(
-        entity=entity,
-        warehouse=len(ours.rows),
-        chartmogul=len(listed),
-        agreeing=agreeing,
-        missing=missing,
-        extra=len(extra),
-        different=different,
-        settling=len(ours.settling),
-        months=count_months(entity, ours.rows, listed),
-        merged=merged,
-    )
-    return comparison, differences
-
-
-def count_months(
-    entity: Entity, ours: Mapping[str, Sequence[str | None]], theirs: Mapping[str, Sequence[str | None]]
-) -> tuple[MonthCount, ...]:
-    """Rows per month of the entity's date on each side (none for an entity without a date)."""
-    name = MONTH_FIELDS.get(entity)
-    if name is None:
-        return ()
-    position = COMPARED_FIELDS[entity].index(name)
-
-    def months(rows: Mapping[str, Sequence[str | None]]) -> Counter[str]:
-        return Counter((values[position] or NO_MONTH)[:7] for values in rows.values())
-
-    mine, their = months(ours), months(theirs)
-    ordered = sorted(set(mine) | set(their), key=lambda month: (month == NO_MONTH, month))
-    return tuple(MonthCount(month, mine[month], their[month]) for month in ordered)
+    comparer = EntityComparer(ours.entity)
+    comparer.add_ours(ours.rows, ours.settling)
+    comparer.add_theirs(theirs.rows, theirs.merged)
+    return comparer.finish(lambda ids: {i: ours.rows[i] for i in ids})
 
 
 def reconcile(warehouse: Warehouse, client: ChartMogulClient, data_source_uuid: str) -> Reconciliation:
-    """Compare what mogulflow synced into the data source with what ChartMogul lists there."""
+    """Compare what mogulflow synced into the data source with what ChartMogul lists there.
+
+    Our side is read in chunks into each entity's `EntityComparer`; ChartMogul's customers, plans and
+    invoices are then listed side by side (three listings in parallel, within the client's pace),
+    each page compared as it arrives.
+    """
     # Attributes and tags compare what mogulflow owns, from the same customer pages (imported here:
     # that module builds the values of this one).
     from mogulflow.reconcile.attributes import HeldByCustomers, compare_owned, read_known
 
-    ours = read_warehouse_side(warehouse, data_source_uuid)
+    ours = WarehouseSide(warehouse, data_source_uuid)
     known = {entity: side for entity, side in read_known(warehouse, data_source_uuid).items() if side.in_use}
     held = HeldByCustomers(data_source_uuid, known)
-    theirs = read_chartmogul_side(client, data_source_uuid, on_customer=held.add if known else None)
+    on_customer = held.add if known else None
+    comparers = {entity: EntityComparer(entity) for entity in RECONCILED}
+    for entity in RECONCILED:
+        for rows, settling in ours.chunks(entity):
+            comparers[entity].add_ours(rows, settling)
+    with ThreadPoolExecutor(max_workers=len(RECONCILED), thread_name_prefix="reconcile-list") as pool:
+        listings = [
+            pool.submit(_feed, comparers[entity], pages)
+            for entity, pages in iter_chartmogul_pages(client, data_source_uuid, on_customer).items()
+        ]
+        for listing in listings:
+            listing.result()
     comparisons: dict[Entity, EntityComparison] = {}
     differences: list[Difference] = []
     for entity in RECONCILED:
-        comparisons[entity], found = compare_entity(ours[entity], theirs[entity])
+        comparisons[entity], found = comparers[entity].finish(functools.partial(ours.values_of, entity))
         differences.extend(found)
     for entity, side in known.items():
         comparisons[entity], found = compare_owned(side, held.held[entity])
         differences.extend(found)
     return Reconciliation(data_source_uuid, comparisons, tuple(differences))
+
+
+def _feed(comparer: EntityComparer, pages: Iterable[ListedPage]) -> None:
+    for page in pages:
+        comparer.add_theirs(page.rows, page.merged)
 
 
 # ---- recording and re-sending -----------------------------------------------------------------------

@@ -63,7 +63,9 @@ from mogulflow.warehouse.deletions import read_erasure_requests
 from mogulflow.warehouse.own_tables import ensure_tables
 from mogulflow.warehouse.parquet_parts import iter_frames, read_frame
 from mogulflow.warehouse.sync_state import (
-    SyncState,
+    StateEntry,
+    StateSource,
+    StoredState,
     SyncStatus,
     checkpoint_to,
     ids_with_status,
@@ -202,10 +204,16 @@ def _valid_rows(inputs: StepInputs, entity: Entity, columns: Sequence[str] | Non
     return read_frame(inputs.warehouse, inputs.extract[entity].valid_path, columns=columns)
 
 
-def _plan_plans(inputs: StepInputs, state: SyncState) -> PlannedLoad:
+def _plan_plans(inputs: StepInputs, state: StateSource) -> PlannedLoad:
     plans = _valid_rows(inputs, Entity.PLAN)
     return PlannedLoad(
-        plan_sync(Entity.PLAN, build_plan_payloads(plans), state, versions=_versions(plans, "plan_id"))
+        plan_sync(
+            Entity.PLAN,
+            build_plan_payloads(plans),
+            state.entries(plans["plan_id"]),
+            versions=_versions(plans, "plan_id"),
+            state_size=state.size,
+        )
     )
 
 
@@ -220,54 +228,63 @@ def _first_trial_starts(inputs: StepInputs) -> FirstTrialStarts:
     return first_trial_starts(iter_frames(inputs.warehouse, valid_path, columns=["lead_id", "started_at"]))
 
 
-def _plan_customers(inputs: StepInputs, state: SyncState) -> PlannedLoad:
+def _plan_customers(inputs: StepInputs, state: StateSource) -> PlannedLoad:
     # The lead-date default rule needs only each lead's earliest trial start: one entry per lead.
     first_trials = _first_trial_starts(inputs)
-    previous = {external_id: entry.payload for external_id, entry in state.items() if entry.payload}
     empty_leads: list[pd.DataFrame] = []
 
     def chunk_plans() -> Iterator[SyncPlan]:
-        # Leads are planned one staged part at a time: a million payloads never sit in memory at once.
+        # Leads are planned one staged part at a time, each against its own leads' state entries:
+        # neither a million payloads nor a million entries sit in memory at once.
         for leads in iter_frames(inputs.warehouse, inputs.extract[Entity.LEAD].valid_path):
             empty_leads[:] = [leads.iloc[:0]]
+            entries = state.entries(leads["lead_id"])
+            previous = {external_id: entry.payload for external_id, entry in entries.items() if entry.payload}
             # Only this chunk's leads' first trials: the earlier leads are re-dated once, below.
             in_run, _ = with_earlier_lead_dates(leads, first_trials.of_leads(leads["lead_id"]), previous)
             yield plan_sync(
                 Entity.LEAD,
                 in_run,
-                state,
+                entries,
                 versions=_versions(leads, "lead_id"),
                 fields_after_merge=LEAD_DATE_FIELDS,
+                state_size=state.size,
             )
 
     plan, counts = merge_plans(Entity.LEAD, chunk_plans(), keep=_sample_size(inputs))
     redated: list[CustomerPayload] = []
-    if previous and len(first_trials.leads):
+    earlier: dict[str, StateEntry] = {}
+    if state.size and len(first_trials.leads):
         # Earlier leads (not in this run) whose first trial arrived now.
         lead_ids = iter_frames(inputs.warehouse, inputs.extract[Entity.LEAD].valid_path, columns=["lead_id"])
         in_run = KnownIds.of(np.concatenate([as_id_array(chunk["lead_id"]) for chunk in lead_ids]))
-        _, redated = with_earlier_lead_dates(empty_leads[0], first_trials.besides(in_run), previous)
+        besides = first_trials.besides(in_run)
+        earlier = state.entries(besides["lead_id"])
+        previous = {external_id: entry.payload for external_id, entry in earlier.items() if entry.payload}
+        _, redated = with_earlier_lead_dates(empty_leads[0], besides, previous)
     redate = plan_sync(
         Entity.LEAD,
         redated,
-        state,
-        versions={p.external_id: state[p.external_id].source_updated_at for p in redated},
+        earlier,
+        versions={p.external_id: earlier[p.external_id].source_updated_at for p in redated},
         fields_after_merge=LEAD_DATE_FIELDS,
+        state_size=state.size,
     )
     return PlannedLoad(plan, redate, counts if inputs.settings.dry_run else None)
 
 
-def _plan_invoices(inputs: StepInputs, state: SyncState) -> PlannedLoad:
+def _plan_invoices(inputs: StepInputs, state: StateSource) -> PlannedLoad:
     def chunk_plans() -> Iterator[SyncPlan]:
-        # Trials are planned one staged part at a time, as the customers are.
+        # Trials are planned one staged part at a time, each against its own trials' entries.
         for trials in iter_frames(inputs.warehouse, inputs.extract[Entity.TRIAL].valid_path):
             # run_id: invoices the customers step imported with their new customer count as created here.
             yield plan_sync(
                 Entity.TRIAL,
                 build_trial_invoices(trials),
-                state,
+                state.entries(trials["trial_id"]),
                 versions=_versions(trials, "trial_id"),
                 run_id=inputs.settings.run_id,
+                state_size=state.size,
             )
 
     plan, counts = merge_plans(Entity.TRIAL, chunk_plans(), keep=_sample_size(inputs))
@@ -292,11 +309,19 @@ def _load_invoices(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) ->
         plan,
         data_source_uuid=data_source_uuid,
         run_id=inputs.settings.run_id,
-        customer_uuid_by_lead=uuids_by_external_id(load_state(warehouse, Entity.LEAD, data_source_uuid)),
+        customer_uuid_by_lead=uuids_by_external_id(
+            load_state(warehouse, Entity.LEAD, data_source_uuid, _leads_of_invoices(plan))
+        ),
         plan_uuid_by_plan=_held_plan_uuids(inputs, data_source_uuid, plan),
         checkpoint=checkpoint_to(warehouse),
         max_workers=inputs.workers,
     )
+
+
+def _leads_of_invoices(plan: SyncPlan) -> set[str]:
+    """The lead ids of the trial invoices a plan writes: whose customer uuids the load needs."""
+    payloads = (item.payload for item in (*plan.creates, *plan.updates))
+    return {payload.customer_external_id for payload in payloads if isinstance(payload, TrialInvoice)}
 
 
 def _held_plan_uuids(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) -> dict[str, str]:
@@ -337,7 +362,7 @@ def _new_customers_invoices(
     warehouse = inputs.warehouse
     leads = KnownIds.of(new_leads)
     plans: KnownIds | None = None
-    state: SyncState = {}
+    state = StoredState(warehouse, Entity.TRIAL, data_source_uuid)
     creates: list[PlannedCreate] = []
     # One staged part at a time (planned row by row, so as a whole): not every valid trial at once.
     for trials in iter_frames(warehouse, inputs.extract[Entity.TRIAL].valid_path):
@@ -345,11 +370,14 @@ def _new_customers_invoices(
         if trials.empty:
             continue
         if plans is None:
-            plans = KnownIds.of(synced_ids(warehouse, Entity.PLAN, data_source_uuid))
-            state = load_state(warehouse, Entity.TRIAL, data_source_uuid)
+            plans = synced_ids(warehouse, Entity.PLAN, data_source_uuid)
         trials = trials.loc[plans.contains(trials["plan_id"])]
         plan = plan_sync(
-            Entity.TRIAL, build_trial_invoices(trials), state, versions=_versions(trials, "trial_id")
+            Entity.TRIAL,
+            build_trial_invoices(trials),
+            state.entries(trials["trial_id"]),
+            versions=_versions(trials, "trial_id"),
+            state_size=state.size,
         )
         creates.extend(plan.creates)
     return creates

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mogulflow.values.constants import STATE_TABLE
 from mogulflow.values.entities import Entity
+from mogulflow.values.id_arrays import KnownIds, as_id_array
 from mogulflow.warehouse.connection import Warehouse, naive_utc
 from mogulflow.warehouse.created_objects import remember_created
 from mogulflow.warehouse.json_columns import as_json_text, from_json_text
@@ -74,14 +76,99 @@ _COLUMNS = (
 )
 
 
-def load_state(warehouse: Warehouse, entity: Entity, data_source_uuid: str) -> dict[str, StateEntry]:
-    """Every sync-state entry of one entity in one data source, by external id."""
-    frame = warehouse.query_frame(
+# Ids per state query: how many `:idN` placeholders one `IN (...)` list binds. Small enough for
+# every driver's parameter limit (BigQuery, Snowflake), large enough that a 50,000-row chunk is 25 queries.
+STATE_IDS_PER_QUERY = 2_000
+
+
+def load_state(
+    warehouse: Warehouse,
+    entity: Entity,
+    data_source_uuid: str,
+    external_ids: Iterable[str] | None = None,
+) -> dict[str, StateEntry]:
+    """The sync-state entries of one entity in one data source, by external id.
+
+    With `external_ids`, only theirs (an id without an entry is left out): a step plans its rows
+    against their own entries, never the whole account's (a million customers' parsed payloads).
+    """
+    select = (
         f"SELECT {', '.join(_COLUMNS)} FROM {STATE_TABLE} "
-        "WHERE entity = :entity AND data_source_uuid = :data_source_uuid",
+        "WHERE entity = :entity AND data_source_uuid = :data_source_uuid"
+    )
+    params: dict[str, Any] = {"entity": str(entity), "data_source_uuid": data_source_uuid}
+    entries: dict[str, StateEntry] = {}
+    if external_ids is None:
+        frames: Iterable[pd.DataFrame] = [warehouse.query_frame(select, params)]
+    else:
+        frames = (
+            warehouse.query_frame(f"{select} AND external_id IN ({placeholders})", {**params, **named})
+            for placeholders, named in _id_lists(external_ids)
+        )
+    for frame in frames:
+        for row in frame.itertuples(index=False):
+            entries[row.external_id] = _entry_of(entity, row)
+    return entries
+
+
+def _id_lists(external_ids: Iterable[str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """The distinct ids as `IN` lists of at most `STATE_IDS_PER_QUERY` placeholders, with their values."""
+    wanted = sorted({str(external_id) for external_id in external_ids})
+    for start in range(0, len(wanted), STATE_IDS_PER_QUERY):
+        named = {
+            f"id{i}": external_id for i, external_id in enumerate(wanted[start : start + STATE_IDS_PER_QUERY])
+        }
+        yield ", ".join(f":{name}" for name in named), named
+
+
+def count_state(warehouse: Warehouse, entity: Entity, data_source_uuid: str) -> int:
+    """How many entries one entity has in one data source (about what a listing of it reads)."""
+    count = warehouse.scalar(
+        f"SELECT COUNT(*) FROM {STATE_TABLE} WHERE entity = :entity AND data_source_uuid = :data_source_uuid",
         {"entity": str(entity), "data_source_uuid": data_source_uuid},
     )
-    return {row.external_id: _entry_of(entity, row) for row in frame.itertuples(index=False)}
+    return int(count or 0)
+
+
+class StoredState:
+    """One entity's sync state in one data source, read from the table only for the ids asked for."""
+
+    def __init__(self, warehouse: Warehouse, entity: Entity, data_source_uuid: str) -> None:
+        self.warehouse, self.entity, self.data_source_uuid = warehouse, entity, data_source_uuid
+        self._size: int | None = None
+
+    @property
+    def size(self) -> int:
+        """How many entries the entity has in the data source."""
+        if self._size is None:
+            self._size = count_state(self.warehouse, self.entity, self.data_source_uuid)
+        return self._size
+
+    def entries(self, external_ids: Iterable[str]) -> dict[str, StateEntry]:
+        """The entries of these ids (ids without one left out)."""
+        if not self.size:
+            return {}  # a first load: no query per chunk
+        return load_state(self.warehouse, self.entity, self.data_source_uuid, external_ids)
+
+
+class HeldState:
+    """A sync state already in memory (rebuilt from the API on first contact, or none), read like
+    `StoredState`."""
+
+    def __init__(self, entries: Mapping[str, StateEntry]) -> None:
+        self._entries = entries
+
+    @property
+    def size(self) -> int:
+        """How many entries it holds."""
+        return len(self._entries)
+
+    def entries(self, external_ids: Iterable[str]) -> dict[str, StateEntry]:
+        """The entries of these ids (ids without one left out)."""
+        return {i: self._entries[i] for i in map(str, external_ids) if i in self._entries}
+
+
+StateSource = StoredState | HeldState
 
 
 def _entry_of(entity: Entity, row: Any) -> StateEntry:
@@ -101,18 +188,24 @@ def _entry_of(entity: Entity, row: Any) -> StateEntry:
 
 def ids_with_status(
     warehouse: Warehouse, entity: Entity, data_source_uuid: str, statuses: Collection[SyncStatus]
-) -> set[str]:
-    """External ids of one entity whose sync-state entry has one of `statuses`."""
-    frame = warehouse.query_frame(
-        f"SELECT external_id, status FROM {STATE_TABLE} WHERE entity = :entity "
-        "AND data_source_uuid = :data_source_uuid",
-        {"entity": str(entity), "data_source_uuid": data_source_uuid},
+) -> KnownIds:
+    """External ids of one entity whose sync-state entry has one of `statuses` (as arrays: a million
+    synced customers' ids take ~24 MiB, not a Python set's ~100 MiB)."""
+    wanted = ", ".join(f":status{i}" for i in range(len(statuses)))
+    frames = warehouse.iter_frames(
+        f"SELECT external_id FROM {STATE_TABLE} WHERE entity = :entity "
+        f"AND data_source_uuid = :data_source_uuid AND status IN ({wanted or 'NULL'})",
+        {
+            "entity": str(entity),
+            "data_source_uuid": data_source_uuid,
+            **{f"status{i}": str(status) for i, status in enumerate(statuses)},
+        },
     )
-    wanted = [str(status) for status in statuses]
-    return set(frame.loc[frame["status"].isin(wanted), "external_id"].tolist())
+    ids = [as_id_array(frame["external_id"]) for frame in frames]
+    return KnownIds.of(np.concatenate(ids) if ids else as_id_array([]))
 
 
-def synced_ids(warehouse: Warehouse, entity: Entity, data_source_uuid: str) -> set[str]:
+def synced_ids(warehouse: Warehouse, entity: Entity, data_source_uuid: str) -> KnownIds:
     """External ids of one entity that exist in the data source (synced or merged)."""
     return ids_with_status(warehouse, entity, data_source_uuid, EXISTING)
 
@@ -184,6 +277,12 @@ def mark_waiting(
     synced wait. Returns how many entries were written.
     """
     existing = synced_ids(warehouse, entity, data_source_uuid)
+    candidates = sorted(set(external_ids))
+    new = [
+        i
+        for i, known in zip(candidates, existing.contains(np.array(candidates, dtype=object)), strict=True)
+        if not known
+    ]
     entries = [
         StateEntry(
             entity=entity,
@@ -193,7 +292,7 @@ def mark_waiting(
             synced_at=at,
             run_id=run_id,
         )
-        for external_id in sorted(set(external_ids) - existing)
+        for external_id in new
     ]
     if entries:
         save_state(warehouse, entries)
@@ -245,7 +344,7 @@ def mark_for_resend(
     wanted = set(different) | set(missing)
     if not wanted:
         return 0
-    entries = load_state(warehouse, entity, data_source_uuid)
+    entries = load_state(warehouse, entity, data_source_uuid, wanted)
     marked = [
         replace(
             entry,
