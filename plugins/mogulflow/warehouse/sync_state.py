@@ -307,7 +307,8 @@ def clear_waiting(
     (Attributes and tags wait per lead: the mark's id is the lead's, not one row's, so no write of a
     row replaces it as it does a trial's.)
     """
-    waiting = ids_with_status(warehouse, entity, data_source_uuid, (SyncStatus.WAITING,)) & set(external_ids)
+    marked = ids_with_status(warehouse, entity, data_source_uuid, (SyncStatus.WAITING,))
+    waiting = {external_id for external_id in external_ids if external_id in marked}
     for external_id in sorted(waiting):
         warehouse.execute(
             f"DELETE FROM {STATE_TABLE} WHERE entity = :entity AND data_source_uuid = :data_source_uuid "
