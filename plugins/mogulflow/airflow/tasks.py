@@ -245,7 +245,9 @@ def delete_objects(settings: XComInput, data_source_uuid: XComInput, approval: X
         pool=POOL_NAME,
         trigger_rule="all_done",
         multiple_outputs=False,
-        outlets=[CHARTMOGUL_CUSTOMERS, CHARTMOGUL_TRIAL_INVOICES],
+        # No outlets: a task's outlets emit on every success, so this one would add a second event per
+        # asset to every run, deletions or not; the loads' events carry the run, and what was deleted
+        # is in the run's account (deleted per entity) and mogulflow_deletions.
     )
     def delete_objects(settings: Json, data_source_uuid: str | None, approval: Json = None) -> Json:
         """Delete what was planned (mirror deletes only as approved); record each in mogulflow_deletions."""
