@@ -161,7 +161,8 @@ def test_a_null_value_removes_the_key_and_present_false_removes_the_tag(sandbox,
     run_sync_directly(path, client, run_id="first", full_refresh=True)
     execute(
         path,
-        "UPDATE lead_attributes SET value = NULL, updated_at = ? WHERE lead_id = 'L2' AND key = 'paid_ads'",
+        "UPDATE lead_attributes SET value = NULL, type = NULL, updated_at = ? "  # a removal needs no type
+        "WHERE lead_id = 'L2' AND key = 'paid_ads'",
         LATER,
     )
     execute(path, "UPDATE lead_tags SET present = false, updated_at = ? WHERE tag = 'webinar'", LATER)
