@@ -7,8 +7,8 @@ for the keys (tags) it adds, one `PUT` for the keys whose value changes, one `DE
 - A customer that gets a key or tag mogulflow does not own is read first (`GET` of the data source's
   customers by listing, or by lookup, whichever costs less: `mogulflow.load.confirm`): a key someone
   else set is left alone (the row fails, saying so, and is tried again next run); one that holds the
-  value already counts as created when mogulflow created the customer in this run (the create
-  carried it), else as unchanged (and stays the other's).
+  value already counts as created when a create of this run carried it, else as unchanged (and
+  stays the other's: mogulflow never adopts a key it did not set).
 - Changes and removals go by the customer's uuid from the sync state; a 404 (the customer was
   deleted and made again, or merged away) looks it up by external id once and tries again.
 - ChartMogul's answer is checked: a key it does not hold as sent fails the row.
@@ -59,10 +59,10 @@ ATTRIBUTE_CHECKPOINT_ROWS = 5000
 
 @dataclass(frozen=True)
 class CustomerRefs:
-    """What the load knows of the leads' customers: uuids (sync state), and those created this run."""
+    """What the load knows of the leads' customers: uuids (sync state), and those a create of this run
+    made with their attributes and tags."""
 
     uuids: Mapping[str, str]
-    created_this_run: Collection[str]
     known_size: int  # about how many customers the data source holds: listing or lookups
     # Created in this run by a create request that carried their attributes and tags, and confirmed
     # by ChartMogul's answer (201, or the JSON import's per-customer status): theirs need no read.
@@ -233,7 +233,7 @@ class _CustomerWriter:
             return self.failed(write, RuntimeError(message), retriable=False)
         if write.previous is not None:
             return self.confirmed(write, RowOutcome.UNCHANGED, uuid)  # mogulflow's own, as it was
-        if lead_id in self.refs.created_this_run:
+        if lead_id in self.refs.carried:
             return self.confirmed(write, RowOutcome.CREATED, uuid)  # carried by the create
         # Someone else's, with the value the warehouse has: it stays theirs (never changed nor removed);
         # the entry's hash spares the next runs the read, its payload says mogulflow owns nothing there.

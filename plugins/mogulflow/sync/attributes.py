@@ -140,7 +140,6 @@ def sync_lead_attributes(inputs: StepInputs, entity: Entity) -> LoadReport:
     written = {lead for lead, entry in leads.items() if entry.run_id == settings.run_id}
     refs = CustomerRefs(
         uuids=uuids_by_external_id(leads),
-        created_this_run=written,
         known_size=len(leads),
         # created in this run by a request that carried their attributes and tags (confirmed synced)
         carried=frozenset(
