@@ -34,6 +34,7 @@ from mogulflow.load.writes import (
     LOAD_STOPPERS,
     Checkpoint,
     RowOutcome,
+    RowTarget,
     Tally,
     Write,
     WriteResult,
@@ -151,27 +152,6 @@ def load_lead_attributes(
     return tally.report(aborted or stop.reason), removed
 
 
-@dataclass(frozen=True)
-class _Target:
-    """A `RowTarget`-like value for `run_writes` (only its `failed` is used, for units that raise)."""
-
-    entity: Entity
-    data_source_uuid: str
-    run_id: str
-
-    def failed(self, external_id: str, error: Exception, **_: Any) -> WriteResult:
-        entry = StateEntry(
-            entity=self.entity,
-            data_source_uuid=self.data_source_uuid,
-            external_id=external_id,
-            status=SyncStatus.FAILED,
-            synced_at=datetime.now(UTC),
-            run_id=self.run_id,
-        )
-        problem = RowError(self.entity, external_id, str(error) or type(error).__name__)
-        return WriteResult(RowOutcome.FAILED, entry, problem)
-
-
 class _CustomerWriter:
     """One customer's writes of one entity, and the state entry of each row."""
 
@@ -183,7 +163,8 @@ class _CustomerWriter:
         self.data_source_uuid = data_source_uuid
         self.run_id = run_id
         self.refs = refs
-        self.target = _Target(entity, data_source_uuid, run_id)
+        # for `run_writes`, whose own failure path only a unit that raises would reach (none does)
+        self.target = RowTarget(entity, data_source_uuid, run_id)
 
     # ---- one customer
 
