@@ -27,6 +27,7 @@ BENCHES=(
     "$TIMEOUT bench/bench_sandbox.py"
     "$TIMEOUT bench/bench_hook.py"
     "$TIMEOUT bench/bench_sync.py --skip-dry-run"
+    "$TIMEOUT bench/bench_attributes.py"
     "$TIMEOUT bench/bench_million.py --leads 20000 --repeats 3 --output $RESULTS/million-20k.json"
 )
 if [ -n "${BENCH_QUICK:-}" ]; then

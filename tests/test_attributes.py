@@ -161,7 +161,8 @@ def test_a_null_value_removes_the_key_and_present_false_removes_the_tag(sandbox,
     run_sync_directly(path, client, run_id="first", full_refresh=True)
     execute(
         path,
-        "UPDATE lead_attributes SET value = NULL, updated_at = ? WHERE lead_id = 'L2' AND key = 'paid_ads'",
+        "UPDATE lead_attributes SET value = NULL, type = NULL, updated_at = ? "  # a removal needs no type
+        "WHERE lead_id = 'L2' AND key = 'paid_ads'",
         LATER,
     )
     execute(path, "UPDATE lead_tags SET present = false, updated_at = ? WHERE tag = 'webinar'", LATER)
@@ -413,3 +414,24 @@ def test_the_funnel_splits_by_the_attribute_chosen_and_runs_show_attribute_count
     assert weekly == [bucket.leads for bucket in funnel.buckets]
     assert run.counts["attribute"].created == run.counts["attribute"].extracted > 0
     assert run.counts["tag"].created > 0
+
+
+def test_when_json_imports_do_not_carry_them_the_attribute_steps_add_them(sandbox, client, path, monkeypatch):
+    from mogulflow.sync import attributes as attribute_steps
+
+    monkeypatch.setenv("MOGULFLOW_BULK_THRESHOLD", "2")
+    monkeypatch.setattr(attribute_steps, "CARRY_IN_JSON_IMPORTS", False)
+    leads = [f"L{i}" for i in range(1, 6)]
+    write_warehouse(
+        path,
+        leads=leads,
+        attributes=[attribute(lead_id, "lead_source", "ads") for lead_id in leads],
+        tags=[tag(lead_id, "trial") for lead_id in leads],
+    )
+
+    summary = run_sync_directly(path, client, run_id="first", full_refresh=True)
+
+    assert all(held(sandbox, lead_id) == ({"lead_source": "ads"}, ["trial"]) for lead_id in leads)
+    posts = [p for m, p in writes_since(sandbox, 0) if "/attributes" in p and m == "POST"]
+    assert len(posts) == 10  # one per customer and kind
+    assert summary.counts[Entity.ATTRIBUTE].created == 5 and summary.counts[Entity.TAG].created == 5

@@ -67,3 +67,37 @@ def test_postgres_warehouse_syncs_like_duckdb_and_records_its_account(
         ("trial", "T4"),
         ("trial", "T5"),
     ]
+
+
+def test_postgres_warehouse_syncs_attributes_and_tags(airflow_db, connections, sandbox, leads_trials_dag):
+    with psycopg.connect(**connections) as connection:
+        connection.execute(
+            "CREATE TABLE lead_attributes "
+            "(lead_id TEXT, key TEXT, type TEXT, value TEXT, updated_at TIMESTAMP)"
+        )
+        connection.execute(
+            "CREATE TABLE lead_tags (lead_id TEXT, tag TEXT, present BOOLEAN, updated_at TIMESTAMP)"
+        )
+        connection.execute(
+            "INSERT INTO lead_attributes VALUES ('L2', 'lead_source', 'String', 'ads', '2025-03-02 10:00'), "
+            "('L2', 'seats', 'integer', '12', '2025-03-02 10:00'), "
+            "('L9', 'lead_source', 'String', 'x', '2025-03-02')"
+        )
+        connection.execute("INSERT INTO lead_tags VALUES ('L2', 'vip', true, '2025-03-02 10:00')")
+
+    first = leads_trials_dag.test(run_conf={"full_refresh": True, "max_reject_ratio": 0.5})
+    seen = len(sandbox.requests)
+    second = leads_trials_dag.test(run_conf={"full_refresh": True, "max_reject_ratio": 0.5})
+
+    assert (first.state, second.state) == ("success", "success")
+    ds = sandbox.state.data_source_by_name("Leads")["uuid"]
+    l2 = next(c for c in sandbox.state.customers(ds) if c["external_id"] == "L2")
+    assert l2["attributes"]["custom"] == {"lead_source": "ads", "seats": 12}
+    assert l2["attributes"]["tags"] == ["vip"]
+    assert [r for r in sandbox.requests[seen:] if r.method in ("POST", "PATCH", "PUT", "DELETE")] == []
+    with psycopg.connect(**connections) as connection:
+        runs = connection.execute(
+            "SELECT attributes_extracted, attributes_created, attributes_rejected, attributes_unchanged, "
+            "tags_created, tags_unchanged FROM mogulflow_runs ORDER BY started_at"
+        ).fetchall()
+    assert runs == [(3, 2, 1, 0, 1, 0), (3, 0, 1, 2, 0, 1)]

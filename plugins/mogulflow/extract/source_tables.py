@@ -96,7 +96,8 @@ LEAD_ATTRIBUTES = SourceTable(
     columns=("lead_id", "key", "type", "value", "updated_at"),
     timestamps=("updated_at",),
     integers=(),
-    required=("lead_id", "key", "type", "updated_at"),  # a null value removes the key
+    # a null value removes the key, whatever the type says (the type is checked when there is a value)
+    required=("lead_id", "key", "updated_at"),
     identity=("lead_id", "key"),
 )
 LEAD_TAGS = SourceTable(

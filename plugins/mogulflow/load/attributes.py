@@ -7,8 +7,8 @@ for the keys (tags) it adds, one `PUT` for the keys whose value changes, one `DE
 - A customer that gets a key or tag mogulflow does not own is read first (`GET` of the data source's
   customers by listing, or by lookup, whichever costs less: `mogulflow.load.confirm`): a key someone
   else set is left alone (the row fails, saying so, and is tried again next run); one that holds the
-  value already counts as created when mogulflow created the customer in this run (the create
-  carried it), else as unchanged (and stays the other's).
+  value already counts as created when a create of this run carried it, else as unchanged (and
+  stays the other's: mogulflow never adopts a key it did not set).
 - Changes and removals go by the customer's uuid from the sync state; a 404 (the customer was
   deleted and made again, or merged away) looks it up by external id once and tries again.
 - ChartMogul's answer is checked: a key it does not hold as sent fails the row.
@@ -34,6 +34,7 @@ from mogulflow.load.writes import (
     LOAD_STOPPERS,
     Checkpoint,
     RowOutcome,
+    RowTarget,
     Tally,
     Write,
     WriteResult,
@@ -59,10 +60,10 @@ ATTRIBUTE_CHECKPOINT_ROWS = 5000
 
 @dataclass(frozen=True)
 class CustomerRefs:
-    """What the load knows of the leads' customers: uuids (sync state), and those created this run."""
+    """What the load knows of the leads' customers: uuids (sync state), and those a create of this run
+    made with their attributes and tags."""
 
     uuids: Mapping[str, str]
-    created_this_run: Collection[str]
     known_size: int  # about how many customers the data source holds: listing or lookups
     # Created in this run by a create request that carried their attributes and tags, and confirmed
     # by ChartMogul's answer (201, or the JSON import's per-customer status): theirs need no read.
@@ -151,27 +152,6 @@ def load_lead_attributes(
     return tally.report(aborted or stop.reason), removed
 
 
-@dataclass(frozen=True)
-class _Target:
-    """A `RowTarget`-like value for `run_writes` (only its `failed` is used, for units that raise)."""
-
-    entity: Entity
-    data_source_uuid: str
-    run_id: str
-
-    def failed(self, external_id: str, error: Exception, **_: Any) -> WriteResult:
-        entry = StateEntry(
-            entity=self.entity,
-            data_source_uuid=self.data_source_uuid,
-            external_id=external_id,
-            status=SyncStatus.FAILED,
-            synced_at=datetime.now(UTC),
-            run_id=self.run_id,
-        )
-        problem = RowError(self.entity, external_id, str(error) or type(error).__name__)
-        return WriteResult(RowOutcome.FAILED, entry, problem)
-
-
 class _CustomerWriter:
     """One customer's writes of one entity, and the state entry of each row."""
 
@@ -183,7 +163,8 @@ class _CustomerWriter:
         self.data_source_uuid = data_source_uuid
         self.run_id = run_id
         self.refs = refs
-        self.target = _Target(entity, data_source_uuid, run_id)
+        # for `run_writes`, whose own failure path only a unit that raises would reach (none does)
+        self.target = RowTarget(entity, data_source_uuid, run_id)
 
     # ---- one customer
 
@@ -233,7 +214,7 @@ class _CustomerWriter:
             return self.failed(write, RuntimeError(message), retriable=False)
         if write.previous is not None:
             return self.confirmed(write, RowOutcome.UNCHANGED, uuid)  # mogulflow's own, as it was
-        if lead_id in self.refs.created_this_run:
+        if lead_id in self.refs.carried:
             return self.confirmed(write, RowOutcome.CREATED, uuid)  # carried by the create
         # Someone else's, with the value the warehouse has: it stays theirs (never changed nor removed);
         # the entry's hash spares the next runs the read, its payload says mogulflow owns nothing there.

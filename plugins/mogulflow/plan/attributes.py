@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from mogulflow.plan.sync_plan import _is_older, _utc
+from mogulflow.plan.sync_plan import as_utc, is_older
 from mogulflow.transform.attributes import AttributePayload, LeadPayload, TagPayload
 from mogulflow.values.entities import Entity
 from mogulflow.values.payload_hash import content_hash
@@ -99,12 +99,12 @@ def plan_lead_attributes(
         external_id = payload.external_id
         named.add(external_id)
         entry = state.get(external_id)
-        version = _utc((versions or {}).get(external_id))
+        version = as_utc((versions or {}).get(external_id))
         synced = entry is not None and entry.status is SyncStatus.SYNCED
         if synced and entry is not None and entry.content_hash == content_hash(payload.fields()):
             (written if run_id is not None and entry.run_id == run_id else unchanged).append(external_id)
             continue
-        if synced and entry is not None and _is_older(version, _utc(entry.source_updated_at)):
+        if synced and entry is not None and is_older(version, as_utc(entry.source_updated_at)):
             unchanged.append(external_id)  # a newer version of this row was synced already
             continue
         op = _op(payload, entry)

@@ -187,7 +187,7 @@ def _split(
 ) -> None:
     for payload in payloads:
         entry = state.get(payload.external_id)
-        version = _utc(versions.get(payload.external_id))
+        version = as_utc(versions.get(payload.external_id))
         if entry is None or (entry.chartmogul_uuid is None and entry.content_hash is None):
             creates.append(PlannedCreate(payload, version))
             continue
@@ -196,7 +196,7 @@ def _split(
         failed = entry.status is SyncStatus.FAILED
         if not failed and entry.content_hash == digest:
             unchanged.append(payload.external_id)
-        elif not failed and _is_older(version, _utc(entry.source_updated_at)):
+        elif not failed and is_older(version, as_utc(entry.source_updated_at)):
             unchanged.append(payload.external_id)  # a newer version of this row was synced already
         else:
             diff = changed_fields(entry.payload, fields)
@@ -214,7 +214,7 @@ def _split(
                 )
 
 
-def _utc(moment: Any) -> datetime | None:
+def as_utc(moment: Any) -> datetime | None:
     """A naive-UTC or aware timestamp (datetime or pandas Timestamp) as an aware UTC datetime."""
     if moment is None or (type(moment) is datetime and moment.tzinfo is UTC):
         return moment
@@ -222,5 +222,6 @@ def _utc(moment: Any) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _is_older(version: datetime | None, synced_version: datetime | None) -> bool:
+def is_older(version: datetime | None, synced_version: datetime | None) -> bool:
+    """Whether a source row's version is older than the one already synced (both known)."""
     return version is not None and synced_version is not None and version < synced_version

@@ -388,7 +388,7 @@ def _load_customers(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) -
 
 
 def _bulk_customers(inputs: StepInputs, data_source_uuid: str, plan: SyncPlan) -> BulkOutcome:
-    plan = attribute_steps.carrying_attributes(inputs, plan)
+    plan = attribute_steps.carrying_attributes(inputs, plan, bulk=True)
     new_leads = {item.payload.external_id for item in plan.creates}
     return bulk_create_customers(
         inputs.client,

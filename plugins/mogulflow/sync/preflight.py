@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mogulflow.chartmogul.retry import RetryPolicy
-from mogulflow.extract.source_rows import TEMPLATES, window_params
+from mogulflow.extract.source_rows import TEMPLATES, optional_sources, window_params
 from mogulflow.extract.source_tables import SOURCE_TABLES, SourceTable
 from mogulflow.failures import describe, is_permanent
 from mogulflow.values.constants import CHARTMOGUL_CONN_ID, WAREHOUSE_CONN_ID
-from mogulflow.values.entities import Entity, Window
+from mogulflow.values.entities import OPTIONAL_ENTITIES, Entity, Window
 from mogulflow.warehouse.connection import Warehouse
 from mogulflow.warehouse.own_tables import ensure_tables
 from mogulflow.warehouse.sql_files import read_sql, sql_path
@@ -111,6 +111,8 @@ def check_setup(
             problems += found
             if not found:
                 checked.append(f"{sql_path(TEMPLATES[entity])}: runs, returns every column mogulflow needs")
+        if Entity.LEAD in entities:
+            checked += _check_optional(warehouse, problems)
     finally:
         warehouse.close()
     return PreflightReport(tuple(checked), tuple(problems))
@@ -135,6 +137,22 @@ def _check_own_tables(warehouse: Warehouse) -> list[Problem]:
                     )
                 )
     return problems
+
+
+def _check_optional(warehouse: Warehouse, problems: list[Problem]) -> list[str]:
+    """The optional tables (attributes, tags): a missing one turns its feature off, it is no problem;
+    one that is there must give every column. Returns what was checked; adds its problems."""
+    checked = []
+    present = optional_sources(warehouse)
+    for entity in OPTIONAL_ENTITIES:
+        if entity not in present:
+            checked.append(f"{entity.table}: not in the warehouse: {entity}s are off (an optional table)")
+            continue
+        found = _check_extract(warehouse, SOURCE_TABLES[entity])
+        problems += found
+        if not found:
+            checked.append(f"{sql_path(TEMPLATES[entity])}: runs, returns every column: {entity}s are on")
+    return checked
 
 
 def _check_extract(warehouse: Warehouse, table: SourceTable) -> list[Problem]:

@@ -119,9 +119,10 @@ def typed_value(kind: str, text: str | None) -> Any:
 def build_attribute_payloads(rows: pd.DataFrame) -> Iterator[AttributePayload]:
     """One payload per valid `lead_attributes` row."""
     values = rows["value"].astype(object).where(rows["value"].notna(), None)
-    columns = (rows[name].astype(str).tolist() for name in ("lead_id", "key", "type"))
+    kinds = rows["type"].astype(object).where(rows["type"].notna(), "").astype(str)
+    columns = (rows["lead_id"].astype(str).tolist(), rows["key"].astype(str).tolist(), kinds.tolist())
     for lead_id, key, kind, value in zip(*columns, values.tolist(), strict=True):
-        spelled = canonical_type(kind) or kind
+        spelled = canonical_type(kind) or kind  # "" for a removal without a type
         yield AttributePayload(lead_id, key, spelled, typed_value(spelled, value))
 
 

@@ -149,6 +149,7 @@ def attribute_rules(now: datetime, *, known_lead_ids: Collection[str]) -> list[R
             "key", "must be made of letters, digits and underscores", lambda s: s.str.fullmatch(ATTRIBUTE_KEY)
         ),
         Rule("type", f"must be one of {', '.join(ATTRIBUTE_TYPES)} (any case)", _is_attribute_type),
+        Rule("type", "must be present when value is", _type_with_value, row_level=True),
         Rule("value", VALUE_OF_TYPE, _value_is_of_type(now), row_level=True),
         *_not_in_future(LEAD_ATTRIBUTES, now),
     ]
@@ -178,6 +179,11 @@ _TYPES_BY_LOWER = {kind.lower(): kind for kind in ATTRIBUTE_TYPES}
 
 def _is_attribute_type(kinds: pd.Series) -> pd.Series:
     return kinds.str.lower().isin(list(_TYPES_BY_LOWER))
+
+
+def _type_with_value(frame: pd.DataFrame) -> pd.Series:
+    """Row-level: a value needs its type (a removal, with a null value, needs none)."""
+    return frame["value"].isna() | frame["type"].notna()
 
 
 def _value_is_of_type(now: datetime) -> Callable[[pd.DataFrame], pd.Series]:

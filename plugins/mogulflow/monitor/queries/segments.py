@@ -1,5 +1,7 @@
-"""The lead funnel split by one attribute (`lead_attributes`): leads, trial leads and conversions per
-day or week, one series per value of the key chosen on the page (e.g. leads per week by `lead_source`).
+"""The lead funnel split by one attribute: leads, trial leads and conversions per value of a key.
+
+Per day or week, one series per value of the `lead_attributes` key chosen on the page (e.g. leads
+per week by `lead_source`).
 
 A lead's value is that of its newest `lead_attributes` row for the key (no row, or a null value:
 `(none)`). The `SPLIT_VALUES_SHOWN` most frequent values get a series each, the rest one `other`.
