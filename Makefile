@@ -75,7 +75,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Every benchmark and the one table (~75 minutes, see scripts/bench.sh); bench-quick: the 20,000 set only.
+# Every benchmark and the one table (about an hour, see scripts/bench.sh); bench-quick: the 20,000 set only.
 bench: install
 	bash scripts/bench.sh
 

@@ -223,7 +223,8 @@ def render(table: list[Row], figures: dict[str, Any]) -> str:
         "are queued), mogulflow's client at its defaults (35 req/s, 10 connections); every task in a fresh "
         "process, as Airflow runs it. Runs under a minute are medians of "
         f"{(figures.get('million-20k') or {}).get('repeats', 3)}; the million-customer runs are single "
-        f"({large.get('repeats', 1)}), each over ten minutes of paced requests.",
+        f"({large.get('repeats', 1)}), each over ten minutes of paced requests"
+        + (f" ({large['note']})." if large.get("note") else "."),
     ]
     return "\n".join(lines) + "\n"
 

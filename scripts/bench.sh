@@ -4,11 +4,12 @@
 # it also writes docs/bench-results.md and the README's Performance block). Exits non-zero if a bench
 # fails or a goal is missed. Loopback traffic and the local PostgreSQL (127.0.0.1:5432) only.
 #
-# Time on the 2-core machine: about 75 minutes in all. The million-customer benches are paced by
-# ChartMogul's limits, not by the machine: the nightly run's 20,000 requests at 35 req/s are ~10 min,
-# the reconcile's 10,000 list requests ~5 min, seeding the account ~5 min (reused from
-# $BENCH_SEEDED on later runs), the 200,000-lead first load ~4 min with its baseline, the page on
-# PostgreSQL ~5 min. `make bench-quick` (BENCH_QUICK=1) runs only the 20,000 set (~12 minutes) and
+# Time on the 2-core machine: about an hour in all (docs/performance.md). The million-customer
+# benches are paced by ChartMogul's limits, not by the machine: the nightly run's 20,000 requests at
+# 35 req/s are ~10 min, the reconcile's 10,000 list requests ~5-9 min, seeding the account ~5 min
+# (the warehouse reused from $BENCH_SEEDED on later runs), the 200,000-lead first load ~10 min with
+# its baseline, the page on both warehouses ~8 min. `make bench-quick` (BENCH_QUICK=1) runs only the
+# 20,000 set (~15 minutes) and
 # prints its table without writing it.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -288,6 +288,7 @@ def reconcile(warehouse: Warehouse, client: ChartMogulClient, data_source_uuid: 
     for entity in RECONCILED:
         for rows, settling in ours.chunks(entity):
             comparers[entity].add_ours(rows, settling)
+        warehouse.release_cached_blocks()  # a million payloads were read once: not worth caching
     with ThreadPoolExecutor(max_workers=len(RECONCILED), thread_name_prefix="reconcile-list") as pool:
         listings = [
             pool.submit(_feed, comparers[entity], pages)

@@ -40,6 +40,8 @@ MAX_STATEMENT_CHARS = 500_000
 OWN_TABLES_FILE = "mogulflow_tables.sql"
 # Redshift's MERGE reads its source from a table, not a subquery: rows go here first (per session).
 UPSERT_SOURCE_TABLE = "mogulflow_upsert_source"
+# A DuckDB memory limit low enough to evict the cached blocks of its tables, set for a moment only.
+EVICTING_MEMORY_LIMIT = "32MB"
 
 
 @dataclass(frozen=True)
@@ -343,6 +345,20 @@ class Warehouse:
         )
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES\n{values}"
         return bind(sql, _row_params(rows), self.dialect)
+
+    def release_cached_blocks(self) -> None:
+        """Let an embedded warehouse give back the table blocks it cached while a big scan read them.
+
+        DuckDB keeps every block it read in its buffer pool until its memory limit presses (a scan of
+        a million sync-state payloads: ~190 MiB of the task's memory, never needed again): lowering the
+        limit for a moment evicts them, and the limit the connection had is set again. Server
+        warehouses hold their cache in their own processes: nothing to do.
+        """
+        if self.dialect.name != "duckdb":
+            return
+        limit = self.scalar("SELECT current_setting('memory_limit')")
+        self.execute(f"SET memory_limit = '{EVICTING_MEMORY_LIMIT}'")
+        self.execute(f"SET memory_limit = '{limit}'")
 
     def close(self) -> None:
         """Close the underlying connection."""

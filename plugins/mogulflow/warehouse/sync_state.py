@@ -165,6 +165,8 @@ class HeldState:
 
     def entries(self, external_ids: Iterable[str]) -> dict[str, StateEntry]:
         """The entries of these ids (ids without one left out)."""
+        if not self._entries:
+            return {}  # a dry run without a data source: nothing to look up, chunk after chunk
         return {i: self._entries[i] for i in map(str, external_ids) if i in self._entries}
 
 
