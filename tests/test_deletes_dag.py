@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -21,9 +22,11 @@ import httpx
 import pytest
 from airflow_setup import FULL_REFRESH_CONF
 from repo_paths import REPO
+from test_deletes import add_erasure, text_cells
 
 from mogulflow.monitor.queries.deletions import deletions as page_deletions
 from mogulflow.monitor.queries.periods import Period
+from mogulflow.values.deletions import erased_id
 from mogulflow.warehouse.connection import Warehouse
 from mogulflow_sandbox import Faults
 
@@ -385,3 +388,28 @@ def test_a_kill_during_the_deletes_then_a_rerun_ends_exact_and_deletes_nothing_o
     ) == [(0,)]
     run = last_run(warehouse_path)
     assert run["outcome"] == "success_with_rejects", run["message"]
+
+
+# ---- erasure -----------------------------------------------------------------------------------
+
+
+def test_an_incremental_run_erases_a_lead_and_no_mogulflow_table_keeps_a_trace(
+    airflow_db, connections, sandbox, warehouse_path
+):
+    dags_test(dict(FULL_REFRESH_CONF))
+    dags_test({**FULL_REFRESH_CONF, "dry_run": True})  # its details name L1 among the unchanged
+    add_erasure(warehouse_path, "L1")
+
+    window = {"full_refresh": False, "start": "2025-06-01T00:00:00Z", "end": "2025-06-02T00:00:00Z"}
+    dags_test({**FULL_REFRESH_CONF, **window})
+
+    customers, invoices = customers_and_invoices(sandbox)
+    assert "L1" not in customers and "T1" not in invoices
+    assert last_run(warehouse_path)["leads_deleted"] == 1
+    personal = re.compile(
+        r"(?<![A-Za-z0-9])(L1|T1|T5)(?![0-9])|ops@acme\.example|Acme GmbH|Acme \(old name\)"
+    )
+    assert [cell for cell in text_cells(warehouse_path) if personal.search(cell[2])] == []
+    assert sql(warehouse_path, "SELECT lead_hash, outcome FROM mogulflow_erasures") == [
+        (erased_id("L1"), "erased")
+    ]
