@@ -86,9 +86,7 @@ def carry_out_deletes(
     held_back = 0
     if mirror and not approval.decision.allows_mirror:
         held_back = len(mirror)
-        notes.append(
-            f"{approval.describe()}: {len(mirror)} mirror delete(s) not carried out, nothing deleted"
-        )
+        notes.append(f"{approval.describe()}: {len(mirror)} mirror delete(s) not carried out")
         log.warning("%s.", notes[-1])
         planned = [item for item in planned if item.reason is DeleteReason.ERASURE]
     deleter = _Deleter(warehouse, client, settings, data_source_uuid)
