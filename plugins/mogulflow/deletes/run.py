@@ -353,6 +353,8 @@ class _Deleter:
             problems.append(f"{len(progress.errors)} delete(s) failed (retried by the next run)")
         if held_back and approval.decision is ApprovalDecision.TIMED_OUT:
             problems.append("mirror deletes waited for approval and timed out: nothing deleted")
+        if progress.erased:
+            notes.append(f"{progress.erased} lead(s) of lead_erasures erased")
         if progress.kept_merged:
             notes.append(
                 f"kept {len(progress.kept_merged)} merged customer(s): {progress.kept_merged[:SAMPLE_SIZE]}"
