@@ -21,6 +21,7 @@ from mogulflow.values.entities import Entity
 from mogulflow.values.run_settings import resolve_settings
 from mogulflow.warehouse.connection import Warehouse
 from mogulflow.warehouse.dialects import ColumnKind, declared_tables
+from mogulflow.warehouse.own_tables import ensure_tables
 from mogulflow.warehouse.sql_files import read_sql
 from mogulflow.warehouse.sync_state import load_state
 from mogulflow_sandbox import Faults
@@ -337,3 +338,16 @@ def test_a_merged_lead_s_erasure_is_reported_for_a_person(warehouse_path, client
     assert sql(warehouse_path, "SELECT outcome, note FROM mogulflow_erasures") == [
         ("needs_person", paying["uuid"])
     ]
+
+
+def test_an_older_runs_table_gets_the_deleted_columns_on_the_first_run(tmp_path):
+    path = tmp_path / "old.duckdb"
+    sql(path, "CREATE TABLE mogulflow_runs (run_id TEXT NOT NULL, dag_id TEXT NOT NULL, leads_failed BIGINT)")
+    sql(path, "INSERT INTO mogulflow_runs VALUES ('old', 'chartmogul_leads_trials', 3)")
+    warehouse = Warehouse.open_duckdb(str(path))
+    try:
+        ensure_tables(warehouse)
+    finally:
+        warehouse.close()
+
+    assert sql(path, "SELECT leads_failed, leads_deleted, trials_deleted FROM mogulflow_runs") == [(3, 0, 0)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -21,9 +22,11 @@ import httpx
 import pytest
 from airflow_setup import FULL_REFRESH_CONF
 from repo_paths import REPO
+from test_deletes import add_erasure, text_cells
 
 from mogulflow.monitor.queries.deletions import deletions as page_deletions
 from mogulflow.monitor.queries.periods import Period
+from mogulflow.values.deletions import erased_id
 from mogulflow.warehouse.connection import Warehouse
 from mogulflow_sandbox import Faults
 
@@ -186,15 +189,21 @@ def api_server(airflow_db, tmp_path_factory) -> Iterator[ApiServer]:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def running_runs(api: ApiServer) -> list[dict]:
+    return api.get(f"/api/v2/dags/{DAG_ID}/dagRuns?state=running").json().get("dag_runs", [])
+
+
 def wait_for_the_question(
-    api: ApiServer, runner: subprocess.Popen, timeout: float = 300.0
+    api: ApiServer, runner: subprocess.Popen, earlier: set[str], timeout: float = 300.0
 ) -> tuple[str, dict]:
-    """The running DAG run's id and the approval request it shows a person (Required actions)."""
+    """The new DAG run's id and the approval request it shows a person (Required actions); `earlier`:
+    runs that were running before (a killed runner leaves its run running in the metadata DB)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert runner.poll() is None, runner.communicate()[0][-4000:]
-        runs = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns?state=running").json().get("dag_runs", [])
-        for run in runs:
+        for run in running_runs(api):
+            if run["dag_run_id"] in earlier:
+                continue
             found = api.get(hitl_path(run["dag_run_id"]))
             if found.status_code == 200:
                 return run["dag_run_id"], found.json()
@@ -212,9 +221,18 @@ def answer(api: ApiServer, run_id: str, option: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def monitored_deletions(path):
-    """What the monitoring page shows about deletes (its query, on a read-only connection)."""
-    warehouse = Warehouse(duckdb.connect(str(path), read_only=True), "duckdb")
+def monitored_deletions(path, timeout: float = 120.0):
+    """What the monitoring page shows about deletes (its query, on a read-only connection), once the
+    run's loads, which go on while the question waits, leave the DuckDB file to a reader."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            warehouse = Warehouse(duckdb.connect(str(path), read_only=True), "duckdb")
+            break
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     try:
         return page_deletions(warehouse, Period(since=date(2020, 1, 1), until=date(2100, 1, 1)))
     finally:
@@ -259,6 +277,7 @@ def screenshot_the_question(api: ApiServer, run_id: str) -> str:
 def run_and_answer(
     api: ApiServer, conf: dict, option: str, *, warehouse_path=None, screenshot: bool = False
 ) -> dict:
+    earlier = {run["dag_run_id"] for run in running_runs(api)}
     runner = subprocess.Popen(
         dags_test_command(conf),
         env=os.environ.copy(),
@@ -268,7 +287,7 @@ def run_and_answer(
         start_new_session=True,
     )
     try:
-        run_id, question = wait_for_the_question(api, runner)
+        run_id, question = wait_for_the_question(api, runner, earlier)
         if warehouse_path is not None:  # the page lists the question while it waits
             [pending] = monitored_deletions(warehouse_path).pending
             assert (pending.run_id, pending.customers, pending.invoices) == (run_id, 1, 1)
@@ -385,3 +404,28 @@ def test_a_kill_during_the_deletes_then_a_rerun_ends_exact_and_deletes_nothing_o
     ) == [(0,)]
     run = last_run(warehouse_path)
     assert run["outcome"] == "success_with_rejects", run["message"]
+
+
+# ---- erasure -----------------------------------------------------------------------------------
+
+
+def test_an_incremental_run_erases_a_lead_and_no_mogulflow_table_keeps_a_trace(
+    airflow_db, connections, sandbox, warehouse_path
+):
+    dags_test(dict(FULL_REFRESH_CONF))
+    dags_test({**FULL_REFRESH_CONF, "dry_run": True})  # its details name L1 among the unchanged
+    add_erasure(warehouse_path, "L1")
+
+    window = {"full_refresh": False, "start": "2025-06-01T00:00:00Z", "end": "2025-06-02T00:00:00Z"}
+    dags_test({**FULL_REFRESH_CONF, **window})
+
+    customers, invoices = customers_and_invoices(sandbox)
+    assert "L1" not in customers and "T1" not in invoices
+    assert last_run(warehouse_path)["leads_deleted"] == 1
+    personal = re.compile(
+        r"(?<![A-Za-z0-9])(L1|T1|T5)(?![0-9])|ops@acme\.example|Acme GmbH|Acme \(old name\)"
+    )
+    assert [cell for cell in text_cells(warehouse_path) if personal.search(cell[2])] == []
+    assert sql(warehouse_path, "SELECT lead_hash, outcome FROM mogulflow_erasures") == [
+        (erased_id("L1"), "erased")
+    ]

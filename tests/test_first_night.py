@@ -46,6 +46,11 @@ def execute(path, sql: str) -> None:
         connection.execute(sql)
 
 
+def columns_of(path, table: str) -> list[str]:
+    with duckdb.connect(str(path), read_only=True) as connection:
+        return [row[0] for row in connection.execute(f"SELECT * FROM {table} LIMIT 0").description]
+
+
 def run_rows(path) -> list[tuple]:
     with duckdb.connect(str(path), read_only=True) as connection:
         return connection.execute(
@@ -176,13 +181,22 @@ def test_preflight_names_a_column_whose_type_cannot_work(warehouse_path):
     assert "interval_count" in str(problem) and "integer" in str(problem)
 
 
-def test_preflight_names_a_column_mogulflow_writes_that_an_old_table_lacks(warehouse_path):
+def test_preflight_adds_a_column_an_old_table_lacks_when_it_has_a_default_or_allows_null(warehouse_path):
     preflight(warehouse_path)
     execute(warehouse_path, "ALTER TABLE mogulflow_runs DROP COLUMN details")
+    execute(warehouse_path, "ALTER TABLE mogulflow_runs DROP COLUMN leads_deleted")
+
+    assert preflight(warehouse_path).problems == ()
+    assert {"details", "leads_deleted"} <= set(columns_of(warehouse_path, "mogulflow_runs"))
+
+
+def test_preflight_names_a_column_mogulflow_writes_that_an_old_table_lacks(warehouse_path):
+    preflight(warehouse_path)
+    execute(warehouse_path, "ALTER TABLE mogulflow_runs DROP COLUMN outcome")  # NOT NULL, no default
 
     [problem] = preflight(warehouse_path).problems
 
-    assert str(problem).startswith("table mogulflow_runs: column details is missing")
+    assert str(problem).startswith("table mogulflow_runs: column outcome is missing")
 
 
 def test_preflight_command_prints_each_problem_and_exits_1(warehouse_path, keyed_sandbox):

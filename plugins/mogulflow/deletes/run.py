@@ -86,9 +86,7 @@ def carry_out_deletes(
     held_back = 0
     if mirror and not approval.decision.allows_mirror:
         held_back = len(mirror)
-        notes.append(
-            f"{approval.describe()}: {len(mirror)} mirror delete(s) not carried out, nothing deleted"
-        )
+        notes.append(f"{approval.describe()}: {len(mirror)} mirror delete(s) not carried out")
         log.warning("%s.", notes[-1])
         planned = [item for item in planned if item.reason is DeleteReason.ERASURE]
     deleter = _Deleter(warehouse, client, settings, data_source_uuid)
@@ -355,6 +353,8 @@ class _Deleter:
             problems.append(f"{len(progress.errors)} delete(s) failed (retried by the next run)")
         if held_back and approval.decision is ApprovalDecision.TIMED_OUT:
             problems.append("mirror deletes waited for approval and timed out: nothing deleted")
+        if progress.erased:
+            notes.append(f"{progress.erased} lead(s) of lead_erasures erased")
         if progress.kept_merged:
             notes.append(
                 f"kept {len(progress.kept_merged)} merged customer(s): {progress.kept_merged[:SAMPLE_SIZE]}"

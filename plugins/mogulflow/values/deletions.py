@@ -88,11 +88,6 @@ class DeletePlan:
         """Whether a person must approve the mirror deletes first."""
         return bool(self.approval_reasons)
 
-    @property
-    def empty(self) -> bool:
-        """Nothing to delete."""
-        return not (self.customers or self.invoices or self.erasures)
-
     def describe(self) -> str:
         """The counts in one line: `2 customers (12.5% of 16 synced), 1 invoice; 1 erasure`."""
         share = (

@@ -28,6 +28,12 @@ _ROWS_BY_ID = (
     (REJECTS_TABLE, "source_id"),
     (RECONCILIATION_TABLE, "external_id"),
 )
+# Columns that hold mogulflow's own words and ids (runs, data sources, statuses), never a lead's values:
+# a company named like a status must not rewrite them.
+NEVER_SCRUBBED = frozenset(
+    {"run_id", "dag_id", "data_source_uuid", "data_source_name", "entity", "status", "outcome", "kind"}
+    | {"field", "content_hash", "decision"}
+)
 # A value shorter than this is replaced only in its quoted forms ('L1', "L1"): "L1" inside "L10" stays.
 MIN_BARE_VALUE_LENGTH = 6
 
@@ -61,7 +67,7 @@ def replace_in_texts(warehouse: Warehouse, values: Iterable[str], *, ids: Collec
     }
     for table in declared_tables(read_sql(OWN_TABLES_FILE)).values():
         for column in table.columns:
-            if column.kind is not ColumnKind.TEXT or column.name in table.primary_key:
+            if column.kind is not ColumnKind.TEXT or column.name in {*table.primary_key, *NEVER_SCRUBBED}:
                 continue
             for needle in sorted(needles, key=len, reverse=True):
                 warehouse.execute(
