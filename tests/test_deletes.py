@@ -320,6 +320,37 @@ def test_an_erased_lead_is_never_synced_again_and_its_erasure_runs_once(warehous
     assert account.summary.counts[Entity.LEAD].deleted == 0
 
 
+def test_an_erased_lead_s_attributes_and_tags_are_never_read_again(warehouse_path, client, sandbox):
+    sql(
+        warehouse_path,
+        "CREATE TABLE lead_attributes (lead_id TEXT, key TEXT, type TEXT, value TEXT, updated_at TIMESTAMP)",
+    )
+    sql(
+        warehouse_path,
+        "CREATE TABLE lead_tags (lead_id TEXT, tag TEXT, present BOOLEAN, updated_at TIMESTAMP)",
+    )
+    sql(
+        warehouse_path,
+        "INSERT INTO lead_attributes VALUES "
+        "('L2', 'lead_source', 'String', 'webinar-erasable', '2025-06-01 10:00')",
+    )
+    sql(warehouse_path, "INSERT INTO lead_tags VALUES ('L2', 'vip-erasable', true, '2025-06-01 10:00')")
+    first_sync(warehouse_path, client, sandbox)
+    add_erasure(warehouse_path, "L2")
+    # The erasure's night, then one more: the lead's attribute and tag rows are still in the source.
+    run_sync_account(warehouse_path, client, run_id="night-2", **MIRROR)
+    before = len(sandbox.requests)
+
+    account = run_sync_account(warehouse_path, client, run_id="night-3", **MIRROR)
+
+    assert "L2" not in synced(sandbox)[1]
+    assert [r for r in sandbox.requests[before:] if r.method != "GET"] == []
+    assert account.summary.counts[Entity.ATTRIBUTE].rejected == 0
+    assert account.summary.counts[Entity.TAG].rejected == 0
+    personal = re.compile(r"(?<![A-Za-z0-9])L2(?![0-9])|webinar-erasable|vip-erasable")
+    assert [cell for cell in text_cells(warehouse_path) if personal.search(cell[2])] == []
+
+
 def test_a_merged_lead_s_erasure_is_reported_for_a_person(warehouse_path, client, sandbox):
     first_sync(warehouse_path, client, sandbox)
     ds = synced(sandbox)[0]

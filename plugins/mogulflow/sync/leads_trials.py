@@ -98,7 +98,8 @@ def extract_and_validate(
     now = settings.started_at
     run_staging = staging.for_run(warehouse, settings.dag_id, settings.run_id)
 
-    # Leads named in lead_erasures are never read again, nor their trials: the delete step erases them.
+    # Leads named in lead_erasures are never read again, nor their trials, attributes and tags (a row
+    # of theirs would otherwise be rejected or wait, keeping its values): the delete step erases them.
     erased = {request.lead_id for request in read_erasure_requests(warehouse)}
 
     def chunks(entity: Entity) -> Iterator[pd.DataFrame]:
@@ -110,7 +111,7 @@ def extract_and_validate(
             data_source_uuid=data_source_uuid,
             chunk_rows=EXTRACT_CHUNK_ROWS,
         )
-        if not erased or entity not in (Entity.LEAD, Entity.TRIAL):
+        if not erased or entity not in (Entity.LEAD, Entity.TRIAL, *OPTIONAL_ENTITIES):
             return found
         return (_without_erased(chunk, erased) for chunk in found)
 

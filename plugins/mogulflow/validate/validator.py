@@ -47,6 +47,7 @@ from mogulflow.validate.rules import (
     tag_rules,
     trial_rules,
 )
+from mogulflow.values.constants import IDENTITY_SEPARATOR
 from mogulflow.values.entities import Entity
 from mogulflow.values.id_arrays import KnownIds, as_id_array, group_ids, id_hashes
 from mogulflow.values.rejected_rows import RejectedRow, RuleFailure, RuleKind, ValidationResult
@@ -319,11 +320,6 @@ def _identity(data: pd.DataFrame, table: SourceTable) -> pd.Series:
     parts = [data[column] for column in table.identity]
     joined = parts[0].astype(object).str.cat([p.astype(object) for p in parts[1:]], sep=IDENTITY_SEPARATOR)
     return joined.where(pd.concat(parts, axis=1).notna().all(axis=1))
-
-
-#: Between the identity columns of a composite identity: what `mogulflow_sync_state` keys an attribute
-#: or a tag by (`lead_id/key`, `lead_id/tag`); a key holds no `/`, and a lead id and a tag rarely do.
-IDENTITY_SEPARATOR = "/"
 
 
 def _reduce_duplicates(

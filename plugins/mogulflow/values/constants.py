@@ -55,3 +55,7 @@ LEAD_ERASURES_TABLE = "lead_erasures"
 ERRORS_KEPT = 50
 # How many example ids a run reports per kind of change, reject or wait (dry runs, log lines).
 SAMPLE_SIZE = 5
+
+#: Between the identity columns of a composite identity: what `mogulflow_sync_state` keys an attribute
+#: or a tag by (`lead_id/key`, `lead_id/tag`); a key holds no `/`, and a lead id and a tag rarely do.
+IDENTITY_SEPARATOR = "/"

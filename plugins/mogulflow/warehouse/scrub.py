@@ -11,6 +11,7 @@ from collections.abc import Collection, Iterable
 
 from mogulflow.values.constants import (
     CREATED_TABLE,
+    IDENTITY_SEPARATOR,
     RECONCILIATION_TABLE,
     REJECTS_TABLE,
     STATE_TABLE,
@@ -44,6 +45,15 @@ def drop_rows_about(warehouse: Warehouse, ids: Collection[str]) -> None:
     for table, column in _ROWS_BY_ID:
         for external_id in ids:
             warehouse.execute(f"DELETE FROM {table} WHERE {column} = :id", {"id": external_id})
+    # A lead's attributes and tags are kept by `lead_id/key` and `lead_id/tag` (SUBSTR, not LIKE: an id
+    # may hold `%` or `_`).
+    for external_id in ids:
+        prefix = f"{external_id}{IDENTITY_SEPARATOR}"
+        warehouse.execute(
+            f"DELETE FROM {STATE_TABLE} WHERE entity IN ('attribute', 'tag') "
+            "AND SUBSTR(external_id, 1, :length) = :prefix",
+            {"length": len(prefix), "prefix": prefix},
+        )
 
 
 def replace_in_texts(warehouse: Warehouse, values: Iterable[str], *, ids: Collection[str] = ()) -> None:
