@@ -43,6 +43,7 @@ from mogulflow.warehouse.sync_state import (
     clear_waiting,
     ids_with_status,
     load_state,
+    save_synced_rows,
     uuids_by_external_id,
 )
 
@@ -158,6 +159,7 @@ def sync_lead_attributes(inputs: StepInputs, entity: Entity) -> LoadReport:
         data_source_uuid=ds,
         run_id=settings.run_id,
         checkpoint=checkpoint_to(warehouse),
+        save_synced=lambda rows: save_synced_rows(warehouse, rows),
         max_workers=inputs.workers,
     )
     if removed:
