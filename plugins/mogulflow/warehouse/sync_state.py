@@ -189,7 +189,8 @@ def save_synced_rows(warehouse: Warehouse, rows: SyncedRows) -> None:
         )
         for external_id, uuid, digest, payload, version in zip(*columns, strict=True)
     ]
-    warehouse.upsert_rows(STATE_TABLE, _COLUMNS, table_rows, key=("entity", "data_source_uuid", "external_id"))
+    key = ("entity", "data_source_uuid", "external_id")
+    warehouse.upsert_rows(STATE_TABLE, _COLUMNS, table_rows, key=key)
 
 
 def checkpoint_to(warehouse: Warehouse) -> Callable[[Sequence[StateEntry]], None]:
