@@ -113,6 +113,16 @@ def synced_ids(warehouse: Warehouse, entity: Entity, data_source_uuid: str) -> s
     return ids_with_status(warehouse, entity, data_source_uuid, EXISTING)
 
 
+def customer_refs(warehouse: Warehouse, entity: Entity, data_source_uuid: str) -> pd.DataFrame:
+    """external_id, chartmogul_uuid, status, run_id of one entity's entries in one data source: what
+    the attribute steps need of the leads, without a `StateEntry` (and a parsed payload) per lead."""
+    return warehouse.query_frame(
+        f"SELECT external_id, chartmogul_uuid, status, run_id FROM {STATE_TABLE} "
+        "WHERE entity = :entity AND data_source_uuid = :data_source_uuid",
+        {"entity": str(entity), "data_source_uuid": data_source_uuid},
+    )
+
+
 def uuids_by_external_id(state: SyncState) -> dict[str, str]:
     """External id → ChartMogul uuid for the entries that have one and did not fail."""
     return {
