@@ -44,9 +44,10 @@ from mogulflow.plan.attributes import AttributeOp, AttributePlan, AttributeWrite
 from mogulflow.transform.attributes import AttributePayload, TagPayload
 from mogulflow.validate.rules import parse_attribute_timestamp
 from mogulflow.values.entities import Entity
+from mogulflow.values.payload_hash import content_hash
 from mogulflow.values.run_summary import RowError
 from mogulflow.values.step_reports import LoadReport
-from mogulflow.warehouse.sync_state import StateEntry, SyncStatus
+from mogulflow.warehouse.sync_state import StateEntry, SyncedRows, SyncStatus
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def load_lead_attributes(
     data_source_uuid: str,
     run_id: str,
     checkpoint: Checkpoint,
+    save_synced: Callable[[SyncedRows], None],
     max_workers: int = 4,
     checkpoint_rows: int = ATTRIBUTE_CHECKPOINT_ROWS,
 ) -> tuple[LoadReport, int]:
@@ -96,16 +98,17 @@ def load_lead_attributes(
     tally.counts[RowOutcome.CREATED] += len(plan.written_this_run)
     writer = _CustomerWriter(client, plan.entity, data_source_uuid, run_id, customers)
     by_lead: dict[str, list[AttributeWrite]] = {}
-    carried = customers.carried
+    carried, confirmed = customers.carried, []
     for write in plan.writes:
         lead = write.payload.lead_id
         if lead in carried and write.op is AttributeOp.ADD and write.previous is None and write.counted:
-            # the create that made the customer in this run carried it: no read, no write
-            tally.add(writer.confirmed(write, RowOutcome.CREATED, customers.uuids.get(lead)))
+            confirmed.append(write)  # the create that made the customer in this run carried it
         else:
             by_lead.setdefault(lead, []).append(write)
-    if tally.pending:
-        tally.flush(checkpoint)
+    if confirmed:
+        # no read, no write: their state in one pass (most of a first load's rows)
+        save_synced(_synced_rows(plan.entity, data_source_uuid, run_id, confirmed, customers.uuids))
+        tally.counts[RowOutcome.CREATED] += len(confirmed)
     adding = [lead for lead, writes in by_lead.items() if any(w.op is AttributeOp.ADD for w in writes)]
     held = read_held(
         client,
@@ -150,6 +153,29 @@ def load_lead_attributes(
         checkpoint([result.entry for result in outside])
     removed = sum(1 for result in outside if result.outcome is not RowOutcome.FAILED)
     return tally.report(aborted or stop.reason), removed
+
+
+def _synced_rows(
+    entity: Entity,
+    data_source_uuid: str,
+    run_id: str,
+    writes: Sequence[AttributeWrite],
+    uuids: Mapping[str, str],
+) -> SyncedRows:
+    """The state of writes confirmed without a request: what `_CustomerWriter.confirmed` records for
+    each, as columns (each payload's fields built once, for its hash and its state)."""
+    fields = [write.payload.fields() for write in writes]
+    return SyncedRows(
+        entity=entity,
+        data_source_uuid=data_source_uuid,
+        run_id=run_id,
+        synced_at=datetime.now(UTC),
+        external_ids=[write.payload.external_id for write in writes],
+        chartmogul_uuids=[uuids.get(write.payload.lead_id) for write in writes],
+        content_hashes=[content_hash(row) for row in fields],
+        payloads=fields,
+        source_updated_at=[write.version for write in writes],
+    )
 
 
 class _CustomerWriter:

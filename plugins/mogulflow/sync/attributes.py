@@ -41,9 +41,10 @@ from mogulflow.warehouse.sync_state import (
     SyncStatus,
     checkpoint_to,
     clear_waiting,
+    customer_refs,
     ids_with_status,
     load_state,
-    uuids_by_external_id,
+    save_synced_rows,
 )
 
 log = logging.getLogger(__name__)
@@ -141,15 +142,15 @@ def sync_lead_attributes(inputs: StepInputs, entity: Entity) -> LoadReport:
         return report
     if not ds:
         raise RuntimeError("no ChartMogul data source uuid: the ensure_data_source task must run first")
-    leads = load_state(warehouse, Entity.LEAD, ds)
-    written = {lead for lead, entry in leads.items() if entry.run_id == settings.run_id}
+    leads = customer_refs(warehouse, Entity.LEAD, ds)
+    uuid, status = leads["chartmogul_uuid"], leads["status"]
+    usable = uuid.notna() & (uuid != "") & (status != str(SyncStatus.FAILED))  # as uuids_by_external_id
+    # created in this run by a request that carried their attributes and tags (confirmed synced)
+    written = (leads["run_id"] == settings.run_id) & (status == str(SyncStatus.SYNCED))
     refs = CustomerRefs(
-        uuids=uuids_by_external_id(leads),
+        uuids=dict(zip(leads.loc[usable, "external_id"], uuid[usable], strict=True)),
         known_size=len(leads),
-        # created in this run by a request that carried their attributes and tags (confirmed synced)
-        carried=frozenset(
-            lead for lead in written & _carried_leads(inputs) if leads[lead].status is SyncStatus.SYNCED
-        ),
+        carried=frozenset(leads.loc[written, "external_id"]) & _carried_leads(inputs),
     )
     report, removed = load_lead_attributes(
         inputs.client,
@@ -158,6 +159,7 @@ def sync_lead_attributes(inputs: StepInputs, entity: Entity) -> LoadReport:
         data_source_uuid=ds,
         run_id=settings.run_id,
         checkpoint=checkpoint_to(warehouse),
+        save_synced=lambda rows: save_synced_rows(warehouse, rows),
         max_workers=inputs.workers,
     )
     if removed:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
@@ -44,9 +45,9 @@ def content_hash(fields: Mapping[str, object]) -> str:
 
 
 def _flat_canonical_json(fields: Mapping[str, object]) -> str | None:
-    """What `_CANONICAL_JSON.encode` gives for a flat mapping of str/int/bool/None (every payload's
-    `fields()`), built without the encoder's per-call set-up: content_hash runs once per row.
-    None for anything else (floats, nested values, datetimes, numpy scalars, non-str keys)."""
+    """What `_CANONICAL_JSON.encode` gives for a flat mapping of str/int/float/bool/None (every
+    payload's `fields()`), built without the encoder's per-call set-up: content_hash runs once per row.
+    None for anything else (non-finite floats, nested values, datetimes, numpy scalars, non-str keys)."""
     parts = []
     for key in sorted(fields):
         if type(key) is not str:
@@ -61,6 +62,9 @@ def _flat_canonical_json(fields: Mapping[str, object]) -> str | None:
             text = "true" if value else "false"
         elif kind is int:
             text = int.__repr__(value)
+        elif kind is float and math.isfinite(value):
+            # the encoder's own form of a finite float (a Decimal attribute's value)
+            text = float.__repr__(value)
         else:
             return None
         parts.append(f"{encode_basestring(key)}:{text}")
