@@ -50,7 +50,7 @@ API_RATE_LIMIT = 40.0
 API_MAX_CONNECTIONS = 20
 LATENCY_SECONDS = 0.050
 JSON_IMPORT_DELAY_SECONDS = 1.0
-PLANS = 20
+PLANS = 20  # as million_account.PLANS, whose warehouse this bench builds
 GOAL_FIRST_LOAD_RATIO = 20.0
 GOAL_NIGHTLY_PACE = 0.90
 GOAL_REQUESTS_PER_CHANGED_TRIAL = 2.0
@@ -64,29 +64,10 @@ RUN_STARTED_AT = datetime(2025, 11, 15, tzinfo=UTC)
 
 
 def build_warehouse(path: Path, leads: int) -> None:
-    """`leads` valid leads, one trial each on one of `PLANS` plans (generated in SQL, in a second)."""
-    import duckdb
+    """`leads` valid leads, one trial each on one of `PLANS` plans: the million bench's account, smaller."""
+    import million_account
 
-    with duckdb.connect(str(path)) as connection:
-        connection.execute((REPO / "plugins" / "mogulflow" / "sql" / "schema.sql").read_text())
-        connection.execute(
-            f"""
-            INSERT INTO plans SELECT 'plan_' || i, 'Plan ' || i, 1, 'month', TIMESTAMP '2025-01-01'
-            FROM range({PLANS}) t(i);
-            INSERT INTO leads SELECT printf('lead_%07d', i), 'Company ' || i,
-                'owner' || i || '@c' || i || '.example',
-                'US', 'CA', 'San Francisco', '94107',
-                TIMESTAMP '2025-01-01' + INTERVAL (i % 5000) MINUTE,
-                TIMESTAMP '2025-01-02' + INTERVAL (i % 5000) MINUTE,
-                TIMESTAMP '2025-01-03'
-            FROM range({leads}) t(i);
-            INSERT INTO trials SELECT printf('trial_%07d', i), printf('lead_%07d', i),
-                'plan_' || (i % {PLANS}),
-                printf('sub_%07d', i), TIMESTAMP '2025-01-02' + INTERVAL (i % 5000) MINUTE,
-                TIMESTAMP '2025-01-16' + INTERVAL (i % 5000) MINUTE, 0, 'USD', 1, TIMESTAMP '2025-01-03'
-            FROM range({leads}) t(i);
-            """
-        )
+    million_account.build_warehouse(path, leads)
 
 
 class StampingTransport(httpx.HTTPTransport):

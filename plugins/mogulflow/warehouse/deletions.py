@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
@@ -104,16 +105,17 @@ def read_plan(warehouse: Warehouse, *, run_id: str, data_source_uuid: str) -> li
         "WHERE run_id = :run_id AND data_source_uuid = :ds ORDER BY entity, external_id",
         {"run_id": run_id, "ds": data_source_uuid},
     )
-    return [
-        PlannedDelete(
-            Entity(row.entity),
-            str(row.external_id),
-            DeleteReason(row.reason),
-            None if pd.isna(row.chartmogul_uuid) else str(row.chartmogul_uuid),
-            None if pd.isna(row.customer_external_id) else str(row.customer_external_id),
-        )
-        for row in frame.itertuples(index=False)
-    ]
+    return [_planned_delete(row) for row in frame.itertuples(index=False)]
+
+
+def _planned_delete(row: Any) -> PlannedDelete:
+    return PlannedDelete(
+        Entity(row.entity),
+        str(row.external_id),
+        DeleteReason(row.reason),
+        None if pd.isna(row.chartmogul_uuid) else str(row.chartmogul_uuid),
+        None if pd.isna(row.customer_external_id) else str(row.customer_external_id),
+    )
 
 
 def read_stale_plans(
@@ -127,19 +129,7 @@ def read_stale_plans(
         "ORDER BY run_id, entity, external_id",
         {"run_id": run_id, "ds": data_source_uuid},
     )
-    return [
-        (
-            str(row.run_id),
-            PlannedDelete(
-                Entity(row.entity),
-                str(row.external_id),
-                DeleteReason(row.reason),
-                None if pd.isna(row.chartmogul_uuid) else str(row.chartmogul_uuid),
-                None if pd.isna(row.customer_external_id) else str(row.customer_external_id),
-            ),
-        )
-        for row in frame.itertuples(index=False)
-    ]
+    return [(str(row.run_id), _planned_delete(row)) for row in frame.itertuples(index=False)]
 
 
 def drop_plan(warehouse: Warehouse, *, run_id: str, data_source_uuid: str | None = None) -> None:
